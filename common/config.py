@@ -1,0 +1,136 @@
+"""Configuration: YAML file + `--set key=value` overrides -> plain, typed dataclasses.
+
+Every section is a dataclass with defaults that make the CPU tiny run work; a YAML file only names what
+it changes. Unknown keys are errors (a typo must not silently fall back to a default).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied (exit code 2 in the CLI)."""
+
+
+@dataclass
+class PreprocessConfig:
+    num_frames: int = 30  # evenly spaced frames sampled per video
+    crop_size: int = 224  # side of the square face crop
+    margin: float = 1.3  # crop side = margin * larger side of the landmark box
+    detect_max_side: int = 320  # face detection runs on the frame scaled so its long side is at most this
+    detect_upsample: int = 1  # dlib HOG upsampling on that scaled frame (finds faces down to ~40 px)
+    max_decode_side: int = 1920  # larger videos are scaled while decoding (memory; crop_box stays in source px)
+    mask_threshold: int = 20  # |fake - source| grey level above which a pixel counts as manipulated
+    workers: int = 1
+
+
+@dataclass
+class SynthConfig:
+    methods: list[str] = field(
+        default_factory=lambda: ["blend", "part-eyes", "part-mouth", "part-nose", "swap"])
+    per_frame_flicker: bool = False  # ablation: independent transform parameters per frame
+    smoothness: float = 0.15  # how far (0..1) a parameter may drift per frame, relative to its range
+    seed: int = 0
+
+
+@dataclass
+class DemoConfig:
+    segments_per_video: int = 3  # real clips cut from each source video by time
+    use_real_faces: bool = True  # use ../shared/real-faces when present
+    max_real_faces: int = 8  # how many of those clips the CPU demo takes (more = slower, better)
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    seed: int = 0
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the field's declared type, or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(annotation, value, key)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation) or (Any,)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, item_type, key) for v in value]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if annotation in (int, float, str):
+        try:
+            if annotation is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return annotation(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}") from None
+    return value
+
+
+def _build(cls: type, values: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        where = prefix or "config"
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}".lstrip(".")) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read `path` (YAML), apply `key.sub=value` overrides, return a validated Config."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        tree = loaded
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    return _build(Config, tree)
+
+
+def config_to_dict(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config (every default spelled out) next to a run's outputs."""
+    from common.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

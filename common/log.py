@@ -1,0 +1,38 @@
+"""Progress bars and the one-JSON-line-per-epoch log."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
+    """A tqdm bar on stderr; quiet when stderr is not a terminal unless DELOCATE_PROGRESS=1."""
+    import os
+
+    disable = not (sys.stderr.isatty() or os.environ.get("DELOCATE_PROGRESS") == "1")
+    return tqdm(items, desc=desc, total=total, unit=unit, disable=disable, dynamic_ncols=True)
+
+
+def info(message: str) -> None:
+    """One human-readable status line on stderr (stdout stays for tables and results)."""
+    print(f"[delocate] {message}", file=sys.stderr, flush=True)
+
+
+class JsonLineLog:
+    """Appends one JSON object per line (e.g. per epoch) to `path`, flushed immediately."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, **record) -> None:
+        record.setdefault("time", round(time.time(), 3))
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
