@@ -113,6 +113,45 @@ def stage_synth(args, cfg) -> int:
     return EXIT_OK
 
 
+def stage_recover(args, cfg) -> int:
+    from stage1_recover.recover import run_recover
+
+    _need(args, "data", "run")
+    summary = run_recover(args.data, args.run, cfg)
+    print(f"stage 1 pretraining: best validation masked-patch loss {summary['best_val_loss']:.4f} "
+          f"(first epoch train loss {summary['first_epoch_train_loss']:.4f}) -> "
+          f"{summary['best_checkpoint']}")
+    for gap in summary["reconstruction_gap"]:
+        if "real_error" in gap:
+            print(f"  recovery error on {gap['split']}: real {gap['real_error']:.4f} vs fake "
+                  f"{gap['fake_error']:.4f} ({gap['real_clips']} real, {gap['fake_clips']} fake clips)")
+    for grid in summary["grids"]:
+        print(f"  grid: {grid}")
+    return EXIT_OK
+
+
+def stage_finetune(args, cfg) -> int:
+    from stage1_recover.finetune import run_finetune
+
+    _need(args, "data", "run")
+    summary = run_finetune(args.data, args.run, cfg)
+    auc = summary["best_val_auc"]
+    print(f"stage 1 fine-tuning: best validation AUC "
+          f"{'n/a' if auc is None else f'{auc:.4f}'} -> {summary['best_checkpoint']}")
+    return EXIT_OK
+
+
+def stage_localize(args, cfg) -> int:
+    from stage2_localize.localize import run_localize
+
+    _need(args, "data", "run")
+    summary = run_localize(args.data, args.run, cfg)
+    auc = summary["best_val_auc"]
+    print(f"stage 2: best validation frame AUC {'n/a' if auc is None else f'{auc:.4f}'} -> "
+          f"{summary['best_checkpoint']}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from common.config import ConfigError

@@ -42,9 +42,78 @@ class SynthConfig:
 @dataclass
 class DemoConfig:
     segments_per_video: int = 3  # real clips cut from each source video by time
+    frames_per_clip: int = 16  # frames of each demo clip
     use_real_faces: bool = True  # use ../shared/real-faces when present
     max_real_faces: int = 8  # how many of those clips the CPU demo takes (more = slower, better)
     seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """What the shared training engine needs; every training stage's section extends it."""
+    epochs: int = 6
+    steps_per_epoch: int = 20  # 0: one pass over the training clips per epoch
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+    grad_clip: float = 1.0  # 0: off
+    num_workers: int = 0  # DataLoader worker processes
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    seed: int = 0
+
+
+@dataclass
+class ClipInputConfig:
+    """How a FaceClip becomes the stage-1 model's input."""
+    model: str = "tiny"  # tiny | small | base (ViT-B, the paper)
+    num_frames: int = 8
+    img_size: int = 112
+    patch_size: int = 16
+    tubelet_size: int = 2
+
+
+@dataclass
+class RecoverConfig(TrainConfig, ClipInputConfig):
+    mask_strategy: str = "roi"  # roi | roi:eyes | roi:cheek_nose | roi:lips | random | tube
+    mask_ratio: float = 0.75
+    roi_budget: float = 0.33  # masked tokens per clip as a share of all tokens (see masking.py)
+    norm_pix_loss: bool = False
+    grid_clips: int = 3  # validation clips drawn as original / masked / recovered PNG grids
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    tuning: str = "full"  # full | linear
+    dropout: float = 0.0
+    balanced: bool = True  # sample real and fake clips equally often
+
+
+@dataclass
+class LocalizeConfig(TrainConfig):
+    encoder: str = "tu-seresnet18"  # smp encoder of the UNet (paper: se_resnet50)
+    img_size: int = 128  # stage 2 works per frame at this size (paper: 224)
+    map_size: int = 32  # side of the mapped face (paper: 56 at 224)
+    meta: bool = True  # meta-train / meta-test episodes over manipulation types
+    first_order: bool = False
+    inner_lr: float = 0.01
+    meta_test_weight: float = 1.0
+    loc_loss: str = "mse"  # mse (paper) | bce_dice
+    w_map: float = 1.0
+    w_loc: float = 1.0
+    w_cls: float = 1.0
+    optimizer: str = "adamw"  # adamw | sgd (paper: SGD lr 0.1, momentum 0.9, wd 5e-4)
+    momentum: float = 0.9
+    use_mapping: bool = True  # Table 7 ablations: without mapping ...
+    use_localizer: bool = True  # ... without encoder-decoder ...
+    use_stage1: bool = True  # ... without stage 1 (no recovered faces, no L_map, score = s2)
+
+
+@dataclass
+class EvalConfig:
+    aggregator: str = "mean"  # how frame / clip scores become a video score: mean | max | confident
+    bootstrap: int = 1000  # bootstrap rounds for AUC confidence intervals
+    batch_size: int = 8
 
 
 @dataclass
@@ -52,6 +121,12 @@ class Config:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    recover: RecoverConfig = field(default_factory=RecoverConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    localize: LocalizeConfig = field(default_factory=LocalizeConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    # fake methods left out of every training stage (to test on manipulations never seen)
+    holdout_methods: list[str] = field(default_factory=list)
     seed: int = 0
 
 

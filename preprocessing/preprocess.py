@@ -23,7 +23,7 @@ from preprocessing.masks import masks_from_difference, masks_from_mask_video
 from preprocessing.regions import clip_rois
 from preprocessing.sample_cache import (FORMAT_VERSION, FaceClip, clip_id_for, params_digest,
                                         write_index)
-from preprocessing.video_io import VideoError, sample_frames
+from preprocessing.video_io import SampledFrames, VideoError, sample_frames
 
 # parameters that change what a FaceClip contains (workers does not)
 _CLIP_PARAMS = ["num_frames", "crop_size", "margin", "detect_max_side", "detect_upsample",
@@ -50,9 +50,14 @@ def faceclip_from_frames(frames: np.ndarray, analyzer: FaceAnalyzer, cfg: Prepro
     return crops, landmarks, clip_rois(landmarks, size), track.face_found, boxes
 
 
-def preprocess_video(entry: VideoEntry, cfg: PreprocessConfig, analyzer: FaceAnalyzer) -> FaceClip:
-    """One video -> FaceClip. Raises VideoError / ValueError with a one-line reason."""
-    sampled = sample_frames(entry.path, cfg.num_frames, cfg.max_decode_side)
+def preprocess_video(entry: VideoEntry, cfg: PreprocessConfig, analyzer: FaceAnalyzer,
+                     sampled: SampledFrames | None = None) -> FaceClip:
+    """One video -> FaceClip. Raises VideoError / ValueError with a one-line reason.
+
+    `sampled`: frames already decoded from entry.path (e.g. one time segment of it).
+    """
+    if sampled is None:
+        sampled = sample_frames(entry.path, cfg.num_frames, cfg.max_decode_side)
     crops, landmarks, rois, found, boxes = faceclip_from_frames(sampled.frames, analyzer, cfg)
     crop_box = (boxes / sampled.scale).astype(np.float32)  # back to source-frame pixels
 

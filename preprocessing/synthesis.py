@@ -19,6 +19,7 @@ byte, so no cue outside the forged region exists; colour shifts are symmetric so
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -110,7 +111,7 @@ def geometric_transform(image: np.ndarray, p: dict[str, float], centre: np.ndarr
     matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 0.0, p["scale"])
     matrix[:, 2] += (p["shift_x"] * size, p["shift_y"] * size)
     return cv2.warpAffine(image, matrix, (image.shape[1], size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT101)
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def hull_mask(points: np.ndarray, size: int) -> np.ndarray:
@@ -169,7 +170,7 @@ def similarity_align(src_points: np.ndarray, dst_points: np.ndarray, image: np.n
     if matrix is None:
         return image
     return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT101)
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def piecewise_affine(src_image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray,
@@ -186,16 +187,23 @@ def piecewise_affine(src_image: np.ndarray, src_points: np.ndarray, dst_points: 
         x, y, w, h = cv2.boundingRect(np.round(dst_tri).astype(np.int32))
         x0, y0 = max(x, 0), max(y, 0)
         x1, y1 = min(x + w + 1, size_x), min(y + h + 1, size_y)
-        if x1 <= x0 or y1 <= y0:
-            continue
+        if x1 <= x0 or y1 <= y0 or _area2(src_tri) < 1.0 or _area2(dst_tri) < 1.0:
+            continue  # off the crop, or degenerate (its affine map would explode)
         matrix = cv2.getAffineTransform(src_tri, dst_tri - np.float32([x0, y0]))
+        # REPLICATE, not REFLECT: OpenCV reflects far-away coordinates in a loop (seconds per call)
         patch = cv2.warpAffine(src_image, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
+                               borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         tri_mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillConvexPoly(tri_mask, np.round(dst_tri - [x0, y0]).astype(np.int32), 1)
         region = out[y0:y1, x0:x1]
         region[tri_mask > 0] = patch[tri_mask > 0]
     return out
+
+
+def _area2(tri: np.ndarray) -> float:
+    """Twice the area of a triangle [3, 2]."""
+    (ax, ay), (bx, by), (cx, cy) = tri
+    return abs((bx - ax) * (cy - ay) - (cx - ax) * (by - ay))
 
 
 def colour_match(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -324,9 +332,12 @@ def _pick_donor(clip_id: str, clip_meta: dict, reals: dict[str, dict],
 
 
 def run_synthesis(real_cache, out_cache, methods: list[str], seed: int = 0,
-                  options: SynthOptions | None = None) -> dict[str, int]:
+                  options: SynthOptions | None = None,
+                  finish: Callable[[str, FaceClip], FaceClip] | None = None) -> dict[str, int]:
     """Fakes of every real clip of `real_cache` by every method, into `out_cache`, which also gets
     the real clips (hard-linked when possible) so that it is a complete real + fake training cache.
+    `finish(clip_id, clip)`, when given, post-processes every clip written, real and fake alike
+    (e.g. the demo's recompression), so both classes go through exactly the same last step.
 
     Resumable: a fake already written is kept. Returns counts per method (and 'skipped').
     """
@@ -371,7 +382,11 @@ def run_synthesis(real_cache, out_cache, methods: list[str], seed: int = 0,
     try:
         for clip_id in metas:
             target = out_cache / f"{clip_id}.npz"
-            if not target.exists():
+            if target.exists():
+                pass
+            elif finish is not None:
+                finish(clip_id, FaceClip.load(real_cache / f"{clip_id}.npz")).save(target)
+            else:
                 try:
                     os.link(real_cache / f"{clip_id}.npz", target)
                 except OSError:
@@ -397,7 +412,7 @@ def run_synthesis(real_cache, out_cache, methods: list[str], seed: int = 0,
             left_real = result.clip.meta["synthesis"]["frames_left_real"]
             if left_real:
                 info(f"{fake_id}: {left_real} frame(s) without a face left real (mask all zero)")
-            result.clip.save(path)
+            (finish(fake_id, result.clip) if finish else result.clip).save(path)
             out_rows[fake_id] = row_for_clip(fake_id, result.clip)
             counts[method] += 1
     finally:

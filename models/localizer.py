@@ -1,0 +1,24 @@
+"""The forgery localizer: a UNet with an SE encoder and SCSE attention in the decoder
+(segmentation-models-pytorch). Input: the face and the upsampled mapped face (6 channels); output:
+mask logits at the input size, plus the pooled deepest encoder features for the classifier.
+"""
+from __future__ import annotations
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn as nn
+
+
+class Localizer(nn.Module):
+    def __init__(self, encoder_name: str = "tu-seresnet18", in_channels: int = 6):
+        super().__init__()
+        # encoder_weights=None: nothing is downloaded; pretrained weights come from a checkpoint
+        self.unet = smp.Unet(encoder_name=encoder_name, encoder_weights=None, in_channels=in_channels,
+                             classes=1, decoder_attention_type="scse")
+        self.feature_dim = self.unet.encoder.out_channels[-1]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, S, S] -> (mask logits [B, 1, S, S], pooled deepest features [B, feature_dim])"""
+        features = self.unet.encoder(x)
+        masks = self.unet.segmentation_head(self.unet.decoder(features))
+        return masks, features[-1].mean(dim=(2, 3))

@@ -1,0 +1,31 @@
+"""Model builders by name, so a checkpoint's JSON sidecar ({"builder": ..., "kwargs": ...}) can
+rebuild its model without pickled code."""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from models.classifier import ClipClassifier
+from models.st_mae import build_encoder, build_st_mae
+from models.stage2_net import Stage2Net
+
+
+def build_clip_classifier(size: str = "tiny", num_frames: int = 8, img_size: int = 112,
+                          patch_size: int = 16, tubelet_size: int = 2,
+                          dropout: float = 0.0) -> ClipClassifier:
+    return ClipClassifier(build_encoder(size, num_frames, img_size, patch_size, tubelet_size),
+                          dropout)
+
+
+BUILDERS = {"st_mae": build_st_mae, "clip_classifier": build_clip_classifier,
+            "stage2_net": Stage2Net}
+
+
+def register(name: str, builder) -> None:
+    BUILDERS[name] = builder
+
+
+def build_model(spec: dict) -> nn.Module:
+    """Rebuild a model from a checkpoint sidecar."""
+    if spec.get("builder") not in BUILDERS:
+        raise ValueError(f"unknown model builder {spec.get('builder')!r}; known: {sorted(BUILDERS)}")
+    return BUILDERS[spec["builder"]](**spec.get("kwargs", {}))

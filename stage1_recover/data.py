@@ -1,0 +1,176 @@
+"""FaceClips -> model inputs: selecting clips of a cache, frame sampling, resizing, normalizing.
+
+All randomness (frame offsets, token masks) comes from a generator seeded by (seed, epoch, item), so
+an epoch is reproducible exactly, whichever process loads it and whether or not the run was resumed.
+"""
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from preprocessing.sample_cache import FaceClip, read_index
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+@dataclass
+class ClipRow:
+    clip: str
+    label: int
+    method: str
+    split: str
+    source: str
+
+
+def _split_for(source: str) -> str:
+    """Deterministic 70/15/15 split by source id, for caches whose dataset gave no split: a fake and
+    its real source share a source id, so they always land on the same side."""
+    draw = random.Random(f"split:{source}").random()
+    return "train" if draw < 0.7 else "val" if draw < 0.85 else "test"
+
+
+def select_rows(cache: str | Path, split: str | None = None, labels: set[int] | None = None,
+                methods: set[str] | None = None) -> list[ClipRow]:
+    """The ok clips of a cache, filtered by split, label and method (real clips always pass the
+    method filter)."""
+    cache = Path(cache)
+    rows = []
+    for row in read_index(cache):
+        if row["status"] != "ok":
+            continue
+        label = int(row["label"])
+        if labels is not None and label not in labels:
+            continue
+        if methods is not None and label == 1 and row["method"] not in methods:
+            continue
+        clip_split, source = row["split"], ""
+        if not clip_split or split is None:
+            meta = FaceClip.load(cache / f"{row['clip']}.npz", frames=False).meta
+            source = str(meta.get("source") or meta.get("source_clip") or row["clip"])
+            clip_split = clip_split or _split_for(source)
+        if split is not None and clip_split != split:
+            continue
+        rows.append(ClipRow(row["clip"], label, row["method"], clip_split, source))
+    return rows
+
+
+def training_methods(cache: str | Path, holdout: list[str]) -> set[str] | None:
+    """The fake methods training may use: every method in the cache but the held-out ones
+    (None = no filter)."""
+    if not holdout:
+        return None
+    present = {r.method for r in select_rows(cache, None, labels={1})}
+    kept = present - set(holdout)
+    if not kept:
+        raise ValueError(f"holdout_methods {holdout} leaves no fake method to train on")
+    return kept
+
+
+class ClipStore:
+    """Loads FaceClips by id with a small in-memory LRU (tiny datasets fit whole)."""
+
+    def __init__(self, cache: str | Path, capacity: int = 256):
+        self.cache, self.capacity = Path(cache), capacity
+        self._clips: OrderedDict[str, FaceClip] = OrderedDict()
+
+    def get(self, clip_id: str) -> FaceClip:
+        if clip_id in self._clips:
+            self._clips.move_to_end(clip_id)
+            return self._clips[clip_id]
+        clip = FaceClip.load(self.cache / f"{clip_id}.npz")
+        self._clips[clip_id] = clip
+        if len(self._clips) > self.capacity:
+            self._clips.popitem(last=False)
+        return clip
+
+
+def frame_positions(available: int, wanted: int, rng: np.random.Generator | None) -> np.ndarray:
+    """Which of a clip's frames to use: `wanted` frames spread over the clip (stride = available //
+    wanted), at a random offset when training (rng given), centred otherwise; repeats the last
+    frame when the clip is shorter than `wanted`."""
+    if available >= wanted:
+        stride = available // wanted
+        span = stride * (wanted - 1) + 1
+        start = int(rng.integers(available - span + 1)) if rng is not None else \
+            (available - span) // 2
+        return start + stride * np.arange(wanted)
+    return np.minimum(np.arange(wanted), available - 1)
+
+
+def normalize(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float [3, T, H, W] ImageNet-normalized."""
+    x = (frames.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(3, 0, 1, 2)))
+
+
+def denormalize(video: torch.Tensor) -> np.ndarray:
+    """float [3, T, H, W] -> uint8 [T, H, W, 3]"""
+    x = video.detach().float().cpu().numpy().transpose(1, 2, 3, 0) * IMAGENET_STD + IMAGENET_MEAN
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    if frames.shape[1] == size:
+        return frames
+    interp = cv2.INTER_AREA if frames.shape[1] > size else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
+
+
+def augment_clip(frames: np.ndarray, rois: np.ndarray, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Training augmentation, one draw per clip (so time stays coherent): horizontal flip and mild
+    brightness / contrast. Applied to real and fake clips alike, so it is no label cue."""
+    size = frames.shape[2]
+    if rng.random() < 0.5:
+        frames = frames[:, :, ::-1]
+        rois = rois.copy()
+        rois[..., [0, 2]] = size - rois[..., [2, 0]]  # the parts are left-right symmetric regions
+    gain, shift = rng.uniform(0.9, 1.1), rng.uniform(-12, 12)
+    mean = frames.mean()
+    frames = np.clip((frames.astype(np.float32) - mean) * gain + mean + shift, 0, 255)
+    return frames.astype(np.uint8), rois
+
+
+class VideoClipDataset(Dataset):
+    """Items: video [3, T, S, S], label, rois [T, 3, 4] (input pixels), and a token mask when a
+    masker is given. Training items draw a random frame offset; evaluation items are fixed."""
+
+    def __init__(self, cache: str | Path, rows: list[ClipRow], num_frames: int, img_size: int,
+                 masker=None, train: bool = True, seed: int = 0, store: ClipStore | None = None,
+                 augment: bool | None = None):
+        self.rows, self.num_frames, self.img_size = rows, num_frames, img_size
+        self.masker, self.train, self.seed = masker, train, seed
+        self.augment = train if augment is None else augment
+        self.store = store or ClipStore(cache)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.rows[index]
+        clip = self.store.get(row.clip)
+        rng = np.random.default_rng([self.seed, self.epoch if self.train else 0, index])
+        picks = frame_positions(clip.num_frames, self.num_frames, rng if self.train else None)
+        frames = resize_frames(clip.frames[picks], self.img_size)
+        rois = clip.rois[picks].astype(np.float32) * (self.img_size / clip.size)
+        if self.augment:
+            frames, rois = augment_clip(frames, rois, rng)
+        item = {"video": normalize(frames), "label": torch.tensor(float(row.label)),
+                "rois": torch.from_numpy(rois), "index": index}
+        if self.masker is not None:
+            token_mask, info = self.masker(rois, rng)
+            item["token_mask"] = torch.from_numpy(token_mask)
+            item["masked_part"] = info.part
+        return item

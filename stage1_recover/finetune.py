@@ -1,0 +1,115 @@
+"""Stage 1 fine-tuning: drop the MAE decoder, train encoder + pooled linear head as a real/fake
+classifier (binary cross-entropy); sigmoid(logit) is the clip score s1. Selection on validation AUC.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common.config import Config, save_config
+from common.io import atomic_write_json, load_checkpoint
+from common.log import info
+from evaluation.metrics import roc_auc
+from models.classifier import ClipClassifier
+from models.registry import build_model
+from stage1_recover.data import ClipStore, VideoClipDataset, select_rows, training_methods
+from stage1_recover.engine import Engine
+from stage1_recover.recover import input_kwargs
+
+
+class PretrainedKeysError(RuntimeError):
+    pass
+
+
+def load_pretrained_encoder(model: ClipClassifier, mae_checkpoint: Path) -> None:
+    """Load the MAE's weights; exactly the classifier head's keys may be missing."""
+    tensors, _ = load_checkpoint(mae_checkpoint)
+    result = model.load_state_dict(tensors, strict=False)
+    missing, unexpected = set(result.missing_keys), set(result.unexpected_keys)
+    if missing != ClipClassifier.head_keys():
+        raise PretrainedKeysError(
+            f"{mae_checkpoint} does not fit the classifier: missing {sorted(missing)}, expected "
+            f"exactly the head {sorted(ClipClassifier.head_keys())}")
+    stray = sorted(k for k in unexpected if k.startswith("encoder."))
+    if stray:
+        raise PretrainedKeysError(f"{mae_checkpoint}: encoder keys the classifier lacks: {stray}")
+
+
+def bce_loss(model, batch):
+    logits = model(batch["video"])
+    return F.binary_cross_entropy_with_logits(logits.float(), batch["label"]), {}
+
+
+@torch.no_grad()
+def clip_scores(model: ClipClassifier, dataset: VideoClipDataset, batch_size: int = 8) -> np.ndarray:
+    """s1 = sigmoid(logit) for every item of `dataset`: float [N] in [0, 1]."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        video = torch.stack([it["video"] for it in items]).to(device)
+        out.append(torch.sigmoid(model(video).float()).cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def validation_metrics(model: ClipClassifier, dataset: VideoClipDataset) -> dict:
+    scores = clip_scores(model, dataset)
+    labels = np.array([r.label for r in dataset.rows])
+    eps = 1e-6
+    loss = -np.mean(labels * np.log(scores + eps) + (1 - labels) * np.log(1 - scores + eps))
+    return {"val_loss": float(loss), "val_auc": roc_auc(labels, scores)}
+
+
+def run_finetune(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
+    cfg, inputs = config.finetune, config.recover
+    cache, run_dir = Path(cache), Path(run_dir)
+    methods = training_methods(cache, config.holdout_methods)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    train_rows = select_rows(cache, "train", methods=methods)
+    val_rows = select_rows(cache, "val", methods=methods)
+    labels = np.array([r.label for r in train_rows])
+    if len(set(labels.tolist())) < 2:
+        raise ValueError(f"{cache}: fine-tuning needs real and fake clips in the train split")
+    spec = {"builder": "clip_classifier", "kwargs": {**input_kwargs(inputs), "dropout": cfg.dropout}}
+    torch.manual_seed(cfg.seed)
+    model = build_model(spec)
+    pretrained = run_dir / "recover_best.safetensors"
+    if pretrained.is_file():
+        load_pretrained_encoder(model, pretrained)
+        info(f"finetune: encoder loaded from {pretrained} (only the head is new)")
+    else:
+        info(f"finetune: no {pretrained.name} in {run_dir}: the encoder starts from random "
+             "weights (run --stage recover first for Delocate's stage 1)")
+    if cfg.tuning == "linear":
+        for param in model.encoder.parameters():
+            param.requires_grad = False
+    elif cfg.tuning != "full":
+        raise ValueError(f"finetune.tuning must be full or linear, got {cfg.tuning!r}")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    info(f"finetune: {trainable:,} of {total:,} parameters trainable ({cfg.tuning}); "
+         f"{len(train_rows)} training clips ({int(labels.sum())} fake), {len(val_rows)} validation")
+    store = ClipStore(cache)
+    train_set = VideoClipDataset(cache, train_rows, inputs.num_frames, inputs.img_size,
+                                 train=True, seed=cfg.seed, store=store)
+    val_set = VideoClipDataset(cache, val_rows, inputs.num_frames, inputs.img_size, train=False,
+                               seed=cfg.seed, store=store)
+    # balanced: each class drawn equally often, whatever the real:fake ratio of the cache
+    weights = (1.0 / np.bincount(labels)[labels]) if cfg.balanced else None
+    has_val = len({r.label for r in val_rows}) == 2
+    engine = Engine("finetune", model, run_dir, cfg, train_set, bce_loss, spec,
+                    evaluate_fn=(lambda m: validation_metrics(m, val_set)) if has_val else None,
+                    select_key="val_auc", select_mode="max", sample_weights=weights)
+    result = engine.fit()
+    summary = {"best_checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
+               "best_val_auc": result.best_metric, "trainable_parameters": trainable,
+               "total_parameters": total, "tuning": cfg.tuning}
+    atomic_write_json(run_dir / "finetune_summary.json", summary)
+    return summary

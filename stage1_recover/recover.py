@@ -1,0 +1,158 @@
+"""Stage 1 pretraining: the space-time MAE learns to recover masked facial parts of REAL clips.
+
+After training (best checkpoint on the validation clips' masked-patch loss) it writes, for a few
+validation clips, a PNG grid (original / masked / recovered frames), and measures the reconstruction
+error of real clips against fakes made from the same sources: the gap stage 2 feeds on.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from common.config import Config, RecoverConfig, save_config
+from common.io import atomic_write_bytes, atomic_write_json, load_checkpoint
+from common.log import info
+from models.registry import build_model
+from models.st_mae import SpaceTimeMAE
+from preprocessing.regions import PART_NAMES
+from preprocessing.sample_cache import FaceClip
+from stage1_recover.data import ClipRow, ClipStore, VideoClipDataset, denormalize, select_rows
+from stage1_recover.engine import Engine, default_device
+from stage1_recover.masking import TokenMasker
+
+
+def input_kwargs(cfg) -> dict:
+    return {"size": cfg.model, "num_frames": cfg.num_frames, "img_size": cfg.img_size,
+            "patch_size": cfg.patch_size, "tubelet_size": cfg.tubelet_size}
+
+
+def make_masker(cfg: RecoverConfig, model: SpaceTimeMAE, strategy: str | None = None) -> TokenMasker:
+    return TokenMasker(strategy or cfg.mask_strategy, model.encoder.grid, cfg.patch_size,
+                       cfg.tubelet_size, cfg.mask_ratio, cfg.roi_budget)
+
+
+def mae_loss(model, batch):
+    loss, _ = model(batch["video"], batch["token_mask"])
+    return loss, {}
+
+
+@torch.no_grad()
+def per_clip_error(model: SpaceTimeMAE, dataset: VideoClipDataset, batch_size: int = 8
+                   ) -> np.ndarray:
+    """Masked-patch MSE of every item of `dataset` (its masker decides the masks): float [N]."""
+    device = next(model.parameters()).device
+    errors = []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        video = torch.stack([it["video"] for it in items]).to(device)
+        mask = torch.stack([it["token_mask"] for it in items]).to(device)
+        _, pred = model(video, mask)
+        per_patch = ((pred.float() - model.target(video)) ** 2).mean(dim=-1)
+        errors.append(((per_patch * mask).sum(1) / mask.sum(1)).cpu().numpy())
+    return np.concatenate(errors) if errors else np.zeros(0)
+
+
+def validation_loss(model: SpaceTimeMAE, dataset: VideoClipDataset) -> dict:
+    return {"val_loss": float(per_clip_error(model, dataset).mean())}
+
+
+def save_grid(model: SpaceTimeMAE, dataset: VideoClipDataset, index: int, path: Path) -> None:
+    """PNG: rows = original, masked (grey), recovered; columns = frames."""
+    item = dataset[index]
+    device = next(model.parameters()).device
+    video, mask = item["video"][None].to(device), item["token_mask"][None].to(device)
+    recovered = denormalize(model.recover(video, mask)[0])
+    original = denormalize(item["video"])
+    grey = model.patchify(video).clone()
+    grey[mask] = 0.0  # 0 in normalized space = the dataset mean colour
+    masked = denormalize(model.unpatchify(grey)[0])
+    rows = [np.concatenate(list(frames), axis=1) for frames in (original, masked, recovered)]
+    image = cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR)
+    ok, png = cv2.imencode(".png", image)
+    atomic_write_bytes(path, png.tobytes())
+
+
+def reconstruction_gap(model: SpaceTimeMAE, cache: Path, cfg: RecoverConfig, split: str,
+                       store: ClipStore) -> dict:
+    """Mean recovery error of real clips vs fakes of the same sources, over the three parts."""
+    rows = select_rows(cache, split)
+    reals = {r.clip for r in rows if r.label == 0}
+    kept: list[ClipRow] = []
+    for row in rows:
+        if row.label == 0:
+            kept.append(row)
+        elif FaceClip.load(cache / f"{row.clip}.npz", frames=False).meta.get("source_clip") in reals:
+            kept.append(row)
+    if not any(r.label == 1 for r in kept):
+        return {"split": split, "note": "no fakes of these real sources in this split"}
+    errors = np.zeros(len(kept))
+    for part in PART_NAMES:
+        masker = make_masker(cfg, model, f"roi:{part}")
+        data = VideoClipDataset(cache, kept, cfg.num_frames, cfg.img_size, masker, train=False,
+                                seed=cfg.seed, store=store)
+        errors += per_clip_error(model, data) / len(PART_NAMES)
+    labels = np.array([r.label for r in kept])
+    by_method = {m: float(errors[[r.method == m for r in kept]].mean())
+                 for m in sorted({r.method for r in kept if r.label == 1})}
+    return {"split": split, "real_clips": int((labels == 0).sum()),
+            "fake_clips": int((labels == 1).sum()),
+            "real_error": float(errors[labels == 0].mean()),
+            "fake_error": float(errors[labels == 1].mean()), "fake_error_by_method": by_method}
+
+
+def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
+    cfg = config.recover
+    cache, run_dir = Path(cache), Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    train_rows = select_rows(cache, "train", labels={0})
+    val_rows = select_rows(cache, "val", labels={0})
+    if not train_rows:
+        raise ValueError(f"{cache} has no real clips in its train split: stage 1 pretrains on "
+                         "real clips only")
+    if not val_rows:
+        info("no real validation clips: model selection falls back to the training loss")
+    torch.manual_seed(cfg.seed)
+    spec = {"builder": "st_mae", "kwargs": {**input_kwargs(cfg), "norm_pix_loss": cfg.norm_pix_loss}}
+    model = build_model(spec)
+    masker = make_masker(cfg, model)
+    store = ClipStore(cache)
+    train_set = VideoClipDataset(cache, train_rows, cfg.num_frames, cfg.img_size, masker,
+                                 train=True, seed=cfg.seed, store=store)
+    val_set = VideoClipDataset(cache, val_rows, cfg.num_frames, cfg.img_size, masker,
+                               train=False, seed=cfg.seed, store=store)
+    info(f"recover: {len(train_rows)} real training clips, {len(val_rows)} validation clips, "
+         f"{masker.num_masked}/{masker.num_tokens} tokens masked per clip ({cfg.mask_strategy})")
+    engine = Engine("recover", model, run_dir, cfg, train_set, mae_loss, spec,
+                    evaluate_fn=(lambda m: validation_loss(m, val_set)) if val_rows else None)
+    result = engine.fit()
+
+    tensors, _ = load_checkpoint(result.best_path)
+    model = build_model(spec).to(default_device())
+    model.load_state_dict(tensors)
+    model.eval()
+    grids = []
+    for index in range(min(cfg.grid_clips, len(val_set))):
+        path = run_dir / f"recover_grid_{val_rows[index].clip}.png"
+        save_grid(model, val_set, index, path)
+        grids.append(str(path))
+    gaps = [reconstruction_gap(model, cache, cfg, split, store) for split in ("val", "test")]
+    first_loss = _first_epoch_loss(run_dir / "log.jsonl")
+    summary = {"best_checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
+               "best_val_loss": result.best_metric, "first_epoch_train_loss": first_loss,
+               "grids": grids, "reconstruction_gap": gaps, "config": asdict(cfg)}
+    atomic_write_json(run_dir / "recover_summary.json", summary)
+    return summary
+
+
+def _first_epoch_loss(log_path: Path) -> float | None:
+    for line in log_path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("stage") == "recover":
+            return record.get("train_loss")
+    return None

@@ -1,0 +1,48 @@
+"""Stage-2 losses: L_map (mapped face vs stage 1's recovered face), L_loc (mask), L_cls (real/fake).
+
+Masks are compared as probabilities in [0, 1]; metrics binarize them at 0.5 elsewhere.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def map_loss(mapped: torch.Tensor, recovered: torch.Tensor) -> torch.Tensor:
+    """MSE between the mapped face [B, 3, m, m] and the recovered face (resized to m x m)."""
+    if recovered.shape[-2:] != mapped.shape[-2:]:
+        recovered = F.interpolate(recovered, size=mapped.shape[-2:], mode="bilinear",
+                                  align_corners=False)
+    return F.mse_loss(mapped.float(), recovered.float())
+
+
+def dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    inter = (prob * target).flatten(1).sum(1)
+    total = prob.flatten(1).sum(1) + target.flatten(1).sum(1)
+    return (1 - (2 * inter + eps) / (total + eps)).mean()
+
+
+def loc_loss(mask_logits: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """mask_logits [B, 1, S, S] vs target [B, 1, S, S] in [0, 1]. kind: mse (paper) | bce_dice."""
+    mask_logits = mask_logits.float()
+    if kind == "mse":
+        return F.mse_loss(torch.sigmoid(mask_logits), target)
+    if kind == "bce_dice":
+        return F.binary_cross_entropy_with_logits(mask_logits, target) + \
+            dice_loss(torch.sigmoid(mask_logits), target)
+    raise ValueError(f"unknown localization loss {kind!r} (mse or bce_dice)")
+
+
+def cls_loss(logit: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logit.float(), label.float())
+
+
+def stage2_loss(out: dict, batch: dict, loc_kind: str = "mse", w_map: float = 1.0,
+                w_loc: float = 1.0, w_cls: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """Total loss and its parts for one batch of stage-2 outputs."""
+    parts = {"cls": cls_loss(out["cls_logit"], batch["label"]),
+             "loc": loc_loss(out["mask_logits"], batch["mask"], loc_kind)}
+    if "mapped" in out and "recovered" in batch:
+        parts["map"] = map_loss(out["mapped"], batch["recovered"])
+    total = w_cls * parts["cls"] + w_loc * parts["loc"] + w_map * parts.get("map", 0.0)
+    return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -1,0 +1,22 @@
+"""Helper for test_engine: trained under torchrun by 2 processes (gloo on CPU)."""
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_engine import RandomClips, make_model, toy_loss  # noqa: E402
+
+from common.config import TrainConfig  # noqa: E402
+from stage1_recover.engine import Engine, distributed  # noqa: E402
+
+run_dir = Path(sys.argv[1])
+rank, world = distributed()
+cfg = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=4, lr=1e-2, warmup_epochs=0)
+torch.manual_seed(0)
+engine = Engine("toy", make_model(), run_dir, cfg, RandomClips(), toy_loss, {"builder": "toy"})
+engine.fit()
+flat = torch.cat([p.detach().flatten() for p in engine.module.parameters()])
+torch.save(flat, run_dir / f"rank{rank}_of_{world}.pt")
