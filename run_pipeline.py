@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="synth: comma-separated methods (blend, part-eyes, part-mouth, "
                              "part-nose, swap)")
     parser.add_argument("--split", default="test", help="evaluate: which split to report")
+    parser.add_argument("--val-data", default=None,
+                        help="evaluate: cache whose val split chooses the threshold (cross-dataset "
+                             "mode; default: the val split of --data)")
+    parser.add_argument("--aggregator", default=None, choices=["mean", "max", "confident"],
+                        help="evaluate/score: frames -> video score (default from the config)")
     return parser
 
 
@@ -150,6 +155,35 @@ def stage_localize(args, cfg) -> int:
     print(f"stage 2: best validation frame AUC {'n/a' if auc is None else f'{auc:.4f}'} -> "
           f"{summary['best_checkpoint']}")
     return EXIT_OK
+
+
+def stage_evaluate(args, cfg) -> int:
+    from evaluation.evaluate import format_tables, run_evaluate
+
+    _need(args, "data", "run")
+    result = run_evaluate(args.data, args.run, args.split, args.val_data, args.out,
+                          args.aggregator)
+    print(format_tables(result))
+    print(f"\nmetrics -> {Path(result['out_dir']) / 'metrics.json'}")
+    return EXIT_OK
+
+
+def stage_score(args, cfg) -> int:
+    from evaluation.score import run_score
+
+    _need(args, "run", "out")
+    if not args.inputs:
+        raise UsageError("--stage score needs videos, folders or globs to score")
+    summary = run_score(args.inputs, args.run, args.out, args.workers)
+    print(f"scored {summary.videos} videos ({summary.failed} failed, {summary.reused} reused) -> "
+          f"{summary.out_dir / 'index.html'}, {summary.out_dir / 'scores.csv'}")
+    return summary.exit_code
+
+
+def stage_demo(args, cfg) -> int:
+    from evaluation.demo import run_demo
+
+    return run_demo(args.out or "demo_output", cfg)
 
 
 def main(argv: list[str] | None = None) -> int:

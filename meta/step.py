@@ -25,7 +25,9 @@ def meta_step_loss(model: torch.nn.Module, loss_of: Callable[[dict], torch.Tenso
                          train_batch)
     if test_weight == 0:
         return train_loss, {"meta_train": float(train_loss.detach()), "meta_test": 0.0}
+    # retain_graph: the total loss backpropagates through the meta-train loss once more
     grads = torch.autograd.grad(train_loss, list(params.values()), create_graph=not first_order,
+                                retain_graph=True,
                                 allow_unused=True)  # smp's last attention block gets no gradient
     adapted = {name: (param if grad is None else
                       param - inner_lr * (grad.detach() if first_order else grad))

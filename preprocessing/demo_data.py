@@ -229,3 +229,31 @@ def build_demo_dataset(out_dir: Path, cfg: Config, real_faces: Path | None = Non
                   finish=recompress(cfg.demo.seed))
     (cache / "demo_complete").write_text("ok\n")
     return cache, sources
+
+
+def export_clip_video(clip: FaceClip, path: Path, fps: int = 10) -> Path:
+    """Write a FaceClip's frames as an H.264 video (the demo's test set, as files a user can score)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = clip.size
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    cmd = [ffmpeg_binary(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{size}x{size}", "-r", str(fps), "-i", "pipe:", "-c:v", "libx264", "-preset",
+           "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", str(tmp)]
+    subprocess.run(cmd, input=np.ascontiguousarray(clip.frames).tobytes(), check=True)
+    tmp.replace(path)
+    return path
+
+
+def export_split_videos(cache: Path, out: Path, split: str = "test") -> list[Path]:
+    """Every clip of `split` as a video under out/real/ and out/fake/<method>/."""
+    written = []
+    for row in read_index(cache):
+        if row["status"] != "ok" or row["split"] != split:
+            continue
+        clip = FaceClip.load(cache / f"{row['clip']}.npz")
+        folder = out / "real" if row["label"] == "0" else out / "fake" / row["method"]
+        target = folder / f"{row['clip']}.mp4"
+        if not target.is_file():
+            export_clip_video(clip, target)
+        written.append(target)
+    return written

@@ -1,0 +1,82 @@
+"""Throughput of --stage score with a trained run (tiny config by default), measured in one run:
+
+- preprocessing: run_preprocess on the videos (decode 30 frames, faces, crops), seconds per video;
+- model: detector + report files per video;
+- the preprocessing floor: decoding the same frames the fastest way + one detection and one landmark
+  pass per frame (as benchmarks/preprocess_speed.py defines it);
+- videos per minute end to end, and ratios against the floor.
+
+Usage: python benchmarks/score_speed.py --run demo_output/run [--videos demo_output/test_videos]
+Without --videos it scores copies of the bundled carphone clip.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.preprocess_speed import carphone, floor  # noqa: E402
+from evaluation.detector import Detector  # noqa: E402
+from evaluation.score import _score_one, collect_entries  # noqa: E402
+from preprocessing.faces import FaceAnalyzer  # noqa: E402
+from preprocessing.preprocess import run_preprocess  # noqa: E402
+from preprocessing.sample_cache import clip_id_for, read_index  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="demo_output/run", help="a trained run dir")
+    parser.add_argument("--videos", default=None, help="folder of videos (default: carphone x 8)")
+    parser.add_argument("--limit", type=int, default=12, help="at most this many videos")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="delocate-score-bench-"))
+    if args.videos:
+        videos = sorted(Path(args.videos).rglob("*.mp4"))[: args.limit]
+    else:
+        videos = []
+        for i in range(8):
+            videos.append(scratch / "in" / f"carphone{i}.mp4")
+            videos[-1].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(carphone(), videos[-1])
+    detector = Detector(args.run)
+    cfg = detector.config.preprocess
+    entries = collect_entries([str(v) for v in videos])
+
+    start = time.perf_counter()
+    run_preprocess(entries, scratch / "cache", cfg, workers=1, desc="bench: preprocess")
+    pre_s = (time.perf_counter() - start) / len(entries)
+
+    index = {r["clip"]: r for r in read_index(scratch / "cache")}
+    start = time.perf_counter()
+    scored = 0
+    for entry in entries:
+        clip_id = clip_id_for(entry.rel)
+        if index.get(clip_id, {}).get("status") == "ok":
+            _score_one(detector, entry, clip_id, scratch / "cache", scratch / "report", 0.5)
+            scored += 1
+    model_s = (time.perf_counter() - start) / max(1, scored)
+
+    analyzer = FaceAnalyzer(cfg.detect_max_side, cfg.detect_upsample)
+    start = time.perf_counter()
+    for entry in entries:
+        floor(entry.path, analyzer, cfg)
+    floor_s = (time.perf_counter() - start) / len(entries)
+
+    total = pre_s + model_s
+    print(f"videos: {len(entries)} ({scored} with a face), run {args.run}, "
+          f"stage-2 input {detector.config.localize.img_size} px")
+    print(f"preprocessing       {pre_s:7.3f} s/video  ({pre_s / floor_s:.2f}x the floor)")
+    print(f"model + report      {model_s:7.3f} s/video")
+    print(f"preprocessing floor {floor_s:7.3f} s/video")
+    print(f"end to end          {total:7.3f} s/video = {60 / total:.1f} videos/min "
+          f"({total / floor_s:.2f}x the floor, {pre_s / total:.0%} of it preprocessing)")
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The trained detector of a run dir: FaceClip in, scores and masks out.
+
+s1: the stage-1 classifier over disjoint windows of the clip's frames; s2 and the forgery mask: the
+stage-2 network on every frame; video scores aggregate windows / frames (evaluation/aggregate.py) and
+the fused score is their mean. Inference is per clip and deterministic, so a video gets the same score
+alone or in a batch.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from common.config import Config, load_config
+from common.io import load_checkpoint
+from evaluation.aggregate import aggregate, fuse
+from models.registry import build_model
+from preprocessing.sample_cache import FaceClip
+from stage1_recover.data import frame_positions, normalize, resize_frames
+from stage1_recover.engine import default_device
+
+
+@dataclass
+class ClipPrediction:
+    s1_frames: np.ndarray | None  # [T] the score of the stage-1 window each frame belongs to
+    s2_frames: np.ndarray | None  # [T]
+    masks: np.ndarray | None  # float16 [T, S, S] forgery probability at crop size
+    s1: float | None
+    s2: float | None
+    fused: float
+    aggregator: str
+
+    def frame_fused(self) -> np.ndarray:
+        parts = [p for p in (self.s1_frames, self.s2_frames) if p is not None]
+        return np.mean(parts, axis=0)
+
+
+class Detector:
+    def __init__(self, run_dir: str | Path, config: Config | None = None,
+                 aggregator: str | None = None):
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise FileNotFoundError(f"run dir not found: {self.run_dir}")
+        self.config = config or load_config(self.run_dir / "config.yaml")
+        self.aggregator = aggregator or self.config.evaluate.aggregator
+        self.device = default_device()
+        self.classifier = self._load("finetune_best.safetensors")
+        self.stage2 = self._load("localize_best.safetensors")
+        if self.classifier is None and self.stage2 is None:
+            raise FileNotFoundError(f"{self.run_dir} holds no trained model (finetune_best or "
+                                    "localize_best): train with --stage finetune / localize first")
+        if self.stage2 is not None and not self.config.localize.use_stage1:
+            self.classifier = None  # ablation "without stage 1": the score is s2 alone
+        self.run_id = self._run_id()
+
+    def _load(self, name: str):
+        path = self.run_dir / name
+        if not path.is_file():
+            return None
+        tensors, sidecar = load_checkpoint(path)
+        model = build_model(sidecar)
+        model.load_state_dict(tensors)
+        return model.to(self.device).eval()
+
+    def _run_id(self) -> str:
+        digest = hashlib.sha1()
+        for name in ("finetune_best.safetensors", "localize_best.safetensors"):
+            path = self.run_dir / name
+            if path.is_file():
+                digest.update(path.read_bytes())
+        return digest.hexdigest()[:12]
+
+    @property
+    def threshold(self) -> tuple[float, str]:
+        """The verdict threshold: chosen on validation data by --stage evaluate, else 0.5."""
+        path = self.run_dir / "threshold.json"
+        if path.is_file():
+            import json
+
+            data = json.loads(path.read_text())
+            return float(data["threshold"]), data.get("chosen_on", "validation")
+        return 0.5, "default 0.5 (run --stage evaluate to choose one on validation data)"
+
+    @torch.no_grad()
+    def _s1_windows(self, clip: FaceClip) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config.recover
+        count = clip.num_frames
+        windows = max(1, count // cfg.num_frames)
+        span = count // windows
+        videos, owners = [], np.zeros(count, int)
+        for w in range(windows):
+            picks = w * span + frame_positions(span, cfg.num_frames, None)
+            frames = resize_frames(clip.frames[picks], cfg.img_size)
+            videos.append(normalize(frames))
+            owners[w * span:(w + 1) * span] = w
+        owners[windows * span:] = windows - 1
+        logits = self.classifier(torch.stack(videos).to(self.device))
+        scores = torch.sigmoid(logits.float()).cpu().numpy()
+        return scores, scores[owners]
+
+    @torch.no_grad()
+    def _s2_frames(self, clip: FaceClip, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        size = self.config.localize.img_size
+        scores, masks = [], []
+        for start in range(0, clip.num_frames, batch_size):
+            frames = resize_frames(clip.frames[start:start + batch_size], size)
+            faces = normalize(frames).transpose(0, 1).to(self.device)  # [B, 3, S, S]
+            out = self.stage2(faces)
+            scores.append(torch.sigmoid(out["cls_logit"].float()).cpu().numpy())
+            probs = torch.sigmoid(out["mask_logits"].float())[:, 0].cpu().numpy()
+            masks.extend(cv2.resize(p, (clip.size, clip.size), interpolation=cv2.INTER_LINEAR)
+                         for p in probs)
+        return np.concatenate(scores), np.stack(masks).astype(np.float16)
+
+    def predict_clip(self, clip: FaceClip) -> ClipPrediction:
+        # frames where no face was found reuse a neighbour's crop: they do not vote
+        voting = clip.face_found if clip.face_found.any() else np.ones(clip.num_frames, bool)
+        s1 = s1_frames = s2 = s2_frames = masks = None
+        if self.classifier is not None:
+            windows, s1_frames = self._s1_windows(clip)
+            s1 = aggregate(windows, self.aggregator)
+        if self.stage2 is not None:
+            s2_frames, masks = self._s2_frames(clip)
+            s2 = aggregate(s2_frames[voting], self.aggregator)
+        return ClipPrediction(s1_frames, s2_frames, masks, s1, s2, fuse(s1, s2), self.aggregator)

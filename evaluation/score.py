@@ -1,0 +1,150 @@
+"""--stage score: videos in, a report out (scores.csv, results.jsonl, overlays, plots, index.html).
+
+Videos are preprocessed on the fly into REPORT_DIR/cache with the run's own preprocessing settings
+(cached and resumable), then scored one by one. A bad file becomes a row with its error and the batch
+goes on; a video already scored by the same model (same run id) is not scored again.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.io import atomic_save_npz, atomic_write_json
+from common.log import info, progress
+from evaluation.detector import Detector
+from evaluation.report import overlay_strip, score_plot, write_index_html, write_jsonl, write_scores_csv
+from preprocessing.datasets import LayoutError, VideoEntry, discover
+from preprocessing.preprocess import clip_params, run_preprocess
+from preprocessing.sample_cache import FaceClip, clip_id_for, read_index
+from preprocessing.video_io import VideoError, sample_frames
+
+
+@dataclass
+class ScoreSummary:
+    videos: int
+    failed: int
+    reused: int
+    out_dir: Path
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def collect_entries(inputs: list[str]) -> list[VideoEntry]:
+    """Videos named by files, folders and globs; a path that does not exist becomes an entry too,
+    so that it is reported as a failed row rather than stopping the batch."""
+    entries: list[VideoEntry] = []
+    for spec in inputs:
+        path = Path(spec)
+        try:
+            _, found = discover(spec)
+            entries.extend(found)
+        except LayoutError:
+            if path.is_dir():
+                info(f"{spec}: no videos found in this folder")
+            entries.append(VideoEntry(path, str(path), -1, "unknown", path.stem))
+    unique: dict[str, VideoEntry] = {}
+    for entry in entries:  # one row per file even when two inputs name it
+        entry.rel = str(entry.path.resolve()) if entry.path.exists() else str(entry.path)
+        unique.setdefault(entry.rel, entry)
+    return list(unique.values())
+
+
+def _score_one(detector: Detector, entry: VideoEntry, clip_id: str, cache: Path, out: Path,
+               threshold: float) -> dict:
+    clip = FaceClip.load(cache / f"{clip_id}.npz")
+    pred = detector.predict_clip(clip)
+    verdict = "fake" if pred.fused >= threshold else "real"
+    media = out / "media"
+    overlay = media / f"{clip_id}_overlay.png"
+    plot = media / f"{clip_id}_scores.png"
+    masks_file = media / f"{clip_id}_masks.npz"
+    frame_labels = [f"#{int(i)}" + (f" s2={pred.s2_frames[t]:.2f}" if pred.s2_frames is not None
+                                    else "") for t, i in enumerate(clip.frame_index)]
+    if pred.masks is not None:
+        try:  # the original frames, to paste the masks back where they belong
+            source = sample_frames(entry.path, indices=clip.frame_index,
+                                   max_side=detector.config.preprocess.max_decode_side)
+            boxes = clip.crop_box * source.scale
+            frames = source.frames
+        except VideoError:
+            frames, boxes = clip.frames, np.tile([0, 0, clip.size, clip.size], (clip.num_frames, 1))
+        count = min(len(frames), clip.num_frames)
+        overlay_strip(frames[:count], pred.masks[:count].astype(np.float32), boxes[:count],
+                      frame_labels[:count], overlay)
+        atomic_save_npz(masks_file, mask=(pred.masks.astype(np.float32) * 255).round()
+                        .astype(np.uint8), crop_box=clip.crop_box, frame_index=clip.frame_index)
+    score_plot(clip.frame_index, {"s1": pred.s1_frames, "s2": pred.s2_frames,
+                                  "fused": pred.frame_fused()}, threshold, plot,
+               f"{Path(entry.rel).name}: fused {pred.fused:.3f} ({verdict})")
+    frames_info = [{"frame_index": int(clip.frame_index[t]), "face_found": bool(clip.face_found[t]),
+                    "s1": None if pred.s1_frames is None else float(pred.s1_frames[t]),
+                    "s2": None if pred.s2_frames is None else float(pred.s2_frames[t]),
+                    "fused": float(pred.frame_fused()[t])} for t in range(clip.num_frames)]
+    return {
+        "video": entry.rel, "clip": clip_id, "fake_score": pred.fused, "verdict": verdict,
+        "s1": pred.s1, "s2": pred.s2, "frames": clip.num_frames,
+        "face_frames": int(clip.face_found.sum()), "status": "ok", "error": "",
+        "threshold": threshold, "aggregator": pred.aggregator, "model_run_id": detector.run_id,
+        "preprocessing": clip.meta.get("preprocess", {}), "per_frame": frames_info,
+        "overlay": str(overlay.relative_to(out)) if overlay.exists() else "",
+        "plot": str(plot.relative_to(out)),
+        "masks": str(masks_file.relative_to(out)) if masks_file.exists() else "",
+    }
+
+
+def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
+              workers: int | None = None) -> ScoreSummary:
+    out = Path(out_dir)
+    detector = Detector(run_dir)
+    threshold, threshold_source = detector.threshold
+    entries = collect_entries(inputs)
+    if not entries:
+        raise LayoutError("no videos to score")
+    cache = out / "cache"
+    run_preprocess(entries, cache, detector.config.preprocess, workers=workers,
+                   desc="score: preprocess")
+    index = {row["clip"]: row for row in read_index(cache)}
+    rows, failed, reused = [], 0, 0
+    for entry in progress(entries, "score", unit="video"):
+        clip_id = clip_id_for(entry.rel)
+        result_file = out / "results" / f"{clip_id}.json"
+        pre = index.get(clip_id, {"status": "error", "error": "not preprocessed"})
+        if pre["status"] != "ok":
+            row = {"video": entry.rel, "clip": clip_id, "fake_score": None, "verdict": "",
+                   "s1": None, "s2": None, "frames": 0, "face_frames": 0, "status": "error",
+                   "error": pre["error"], "model_run_id": detector.run_id}
+            failed += 1
+        elif result_file.is_file() and json.loads(result_file.read_text()).get(
+                "model_run_id") == detector.run_id and \
+                json.loads(result_file.read_text()).get("threshold") == threshold:
+            row = json.loads(result_file.read_text())
+            reused += 1
+        else:
+            try:
+                row = _score_one(detector, entry, clip_id, cache, out, threshold)
+            except Exception as exc:  # one broken video must not end the batch
+                row = {"video": entry.rel, "clip": clip_id, "fake_score": None, "verdict": "",
+                       "s1": None, "s2": None, "frames": 0, "face_frames": 0, "status": "error",
+                       "error": f"scoring failed: {type(exc).__name__}: {exc}",
+                       "model_run_id": detector.run_id}
+                failed += 1
+            else:
+                atomic_write_json(result_file, row)
+        rows.append(row)
+    if reused:
+        info(f"{reused} videos already scored by model {detector.run_id}: reused")
+    write_scores_csv(out / "scores.csv", rows)
+    write_jsonl(out / "results.jsonl", rows)
+    write_index_html(out / "index.html", rows, {
+        "model run": str(Path(run_dir).resolve()), "model run id": detector.run_id,
+        "threshold": f"{threshold:.4f} ({threshold_source})", "aggregator": detector.aggregator,
+        "fused score": "mean of s1 (stage 1) and s2 (stage 2)",
+        "preprocessing": json.dumps(clip_params(detector.config.preprocess)),
+        "videos": len(rows), "failed": failed})
+    return ScoreSummary(len(rows), failed, reused, out)
+

