@@ -108,11 +108,8 @@ def stage_synth(args, cfg) -> int:
 
     _need(args, "data", "out")
     methods = args.methods.split(",") if args.methods else cfg.synth.methods
-    try:
-        counts = run_synthesis(args.data, args.out, [m.strip() for m in methods], cfg.synth.seed,
-                               SynthOptions(cfg.synth.smoothness, cfg.synth.per_frame_flicker))
-    except (ValueError, FileNotFoundError) as err:
-        raise UsageError(str(err)) from None
+    counts = run_synthesis(args.data, args.out, [m.strip() for m in methods], cfg.synth.seed,
+                           SynthOptions(cfg.synth.smoothness, cfg.synth.per_frame_flicker))
     made = ", ".join(f"{m}: {n}" for m, n in counts.items() if m != "skipped")
     print(f"synthesized fakes ({made}; {counts['skipped']} skipped) -> {Path(args.out) / 'index.csv'}")
     return EXIT_OK
@@ -123,9 +120,10 @@ def stage_recover(args, cfg) -> int:
 
     _need(args, "data", "run")
     summary = run_recover(args.data, args.run, cfg)
-    print(f"stage 1 pretraining: best validation masked-patch loss {summary['best_val_loss']:.4f} "
-          f"(first epoch train loss {summary['first_epoch_train_loss']:.4f}) -> "
-          f"{summary['best_checkpoint']}")
+    val = summary["best_val_loss"]
+    print(f"stage 1 pretraining: masked-patch loss on the training clips "
+          f"{summary['train_loss_at_init']:.4f} at init -> {summary['train_loss_trained']:.4f}; "
+          f"best validation {'n/a' if val is None else f'{val:.4f}'} -> {summary['best_checkpoint']}")
     for gap in summary["reconstruction_gap"]:
         if "real_error" in gap:
             print(f"  recovery error on {gap['split']}: real {gap['real_error']:.4f} vs fake "
@@ -194,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = globals()[f"stage_{args.stage}"]
     try:
         return handler(args, _config(args))
-    except (UsageError, ConfigError, LayoutError) as err:
+    except (UsageError, ConfigError, LayoutError, ValueError, FileNotFoundError) as err:
+        # bad data or arguments (no clips in a split, a run dir without checkpoints, ...)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from common.io import atomic_save_npz, atomic_write_json
 from common.log import info, progress
 from evaluation.detector import Detector
 from evaluation.report import overlay_strip, score_plot, write_index_html, write_jsonl, write_scores_csv
-from preprocessing.datasets import LayoutError, VideoEntry, discover
+from preprocessing.datasets import LayoutError, VideoEntry, discover, videos_under
 from preprocessing.preprocess import clip_params, run_preprocess
 from preprocessing.sample_cache import FaceClip, clip_id_for, read_index
 from preprocessing.video_io import VideoError, sample_frames
@@ -40,12 +40,16 @@ def collect_entries(inputs: list[str]) -> list[VideoEntry]:
     entries: list[VideoEntry] = []
     for spec in inputs:
         path = Path(spec)
+        if path.is_dir():  # every video file below it, whatever the layout
+            videos = videos_under(path)
+            if not videos:
+                info(f"{spec}: no videos found in this folder")
+            entries.extend(VideoEntry(v, str(v), -1, "unknown", v.stem) for v in videos)
+            continue
         try:
             _, found = discover(spec)
             entries.extend(found)
         except LayoutError:
-            if path.is_dir():
-                info(f"{spec}: no videos found in this folder")
             entries.append(VideoEntry(path, str(path), -1, "unknown", path.stem))
     unique: dict[str, VideoEntry] = {}
     for entry in entries:  # one row per file even when two inputs name it

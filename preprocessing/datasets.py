@@ -40,7 +40,7 @@ class VideoEntry:
     dataset: str = "folder"
 
 
-def _videos_under(folder: Path) -> list[Path]:
+def videos_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
 
 
@@ -90,13 +90,13 @@ def discover_ffpp(root: Path, compression: str = "c23") -> list[VideoEntry]:
                 split_of["_".join(pair)] = split_of["_".join(reversed(pair))] = split
 
     entries = []
-    for path in _videos_under(original):
+    for path in videos_under(original):
         vid = path.stem
         entries.append(VideoEntry(path, _rel(path, root), 0, "real", vid, split_of.get(vid, ""),
                                   dataset="ffpp"))
     for method in methods:
         base = root / "manipulated_sequences" / method
-        for path in _videos_under(base / compression / "videos"):
+        for path in videos_under(base / compression / "videos"):
             target = path.stem.split("_")[0]
             mask = base / "masks" / "videos" / path.name
             source = original / f"{target}{path.suffix}"
@@ -125,7 +125,7 @@ def discover_celebdf(root: Path) -> list[VideoEntry]:
     for folder in folders:
         if not (root / folder).is_dir():
             continue
-        for path in _videos_under(root / folder):
+        for path in videos_under(root / folder):
             rel = _rel(path, root)
             fake = folder == "Celeb-synthesis"
             match = re.match(r"(id\d+)_(?:id\d+_)?(\d+)", path.stem)
@@ -188,8 +188,8 @@ def discover_deeperforensics(root: Path) -> list[VideoEntry]:
             for line in split_file.read_text().split():
                 split_of[Path(line).name] = split
     entries = [VideoEntry(p, _rel(p, root), 0, "real", p.relative_to(sources).parts[0], "",
-                          dataset="deeperforensics") for p in _videos_under(sources)]
-    for path in _videos_under(manipulated):
+                          dataset="deeperforensics") for p in videos_under(sources)]
+    for path in videos_under(manipulated):
         variant = path.relative_to(manipulated).parts[0]
         target = path.stem.split("_")[0]
         entries.append(VideoEntry(path, _rel(path, root), 1, variant, target,
@@ -204,13 +204,13 @@ def discover_folder(root: Path) -> list[VideoEntry]:
     real/ and fake/, every video under root is taken with an unknown label (scoring)."""
     real, fake = root / "real", root / "fake"
     if not real.is_dir() and not fake.is_dir():
-        videos = _videos_under(root)
+        videos = videos_under(root)
         if not videos:
             raise LayoutError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) under {root}")
         return [VideoEntry(p, _rel(p, root), -1, "unknown", p.stem) for p in videos]
     entries = [VideoEntry(p, _rel(p, root), 0, "real", p.stem) for p in
-               (_videos_under(real) if real.is_dir() else [])]
-    for path in _videos_under(fake) if fake.is_dir() else []:
+               (videos_under(real) if real.is_dir() else [])]
+    for path in videos_under(fake) if fake.is_dir() else []:
         parts = path.relative_to(fake).parts
         entries.append(VideoEntry(path, _rel(path, root), 1, parts[0] if len(parts) > 1 else "fake",
                                   path.stem))
