@@ -49,3 +49,21 @@ def test_classifier_loads_the_mae_with_only_the_head_missing():
     assert set(result.missing_keys) == ClipClassifier.head_keys()
     assert all(not k.startswith("encoder.") for k in result.unexpected_keys)
     assert classifier(torch.randn(3, 3, 4, 32, 32)).shape == (3,)
+
+
+def test_finetune_asserts_that_only_the_head_is_missing(tmp_path):
+    from common.io import save_checkpoint
+    from stage1_recover.finetune import PretrainedKeysError, load_pretrained_encoder
+
+    mae = build_st_mae("tiny", num_frames=4, img_size=32)
+    save_checkpoint(tmp_path / "mae.safetensors", mae.state_dict(), {"builder": "st_mae"})
+    classifier = build_clip_classifier("tiny", num_frames=4, img_size=32)
+    load_pretrained_encoder(classifier, tmp_path / "mae.safetensors")
+    assert torch.equal(classifier.encoder.blocks[0].attn.qkv.weight,
+                       mae.encoder.blocks[0].attn.qkv.weight)
+
+    broken = {k: v for k, v in mae.state_dict().items() if k != "encoder.norm.weight"}
+    save_checkpoint(tmp_path / "broken.safetensors", broken, {"builder": "st_mae"})
+    with pytest.raises(PretrainedKeysError, match="encoder.norm.weight"):
+        load_pretrained_encoder(build_clip_classifier("tiny", num_frames=4, img_size=32),
+                                tmp_path / "broken.safetensors")
