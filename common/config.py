@@ -84,7 +84,7 @@ class RecoverConfig(TrainConfig, ClipInputConfig):
 
 @dataclass
 class FinetuneConfig(TrainConfig):
-    tuning: str = "full"  # full | linear
+    tuning: str = "full"  # full | linear | adapters (DeepFake-Adapter: frozen backbone)
     dropout: float = 0.0
     balanced: bool = True  # sample real and fake clips equally often
 

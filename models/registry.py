@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from models.adapters import DeepFakeAdapterEncoder
 from models.classifier import ClipClassifier
 from models.st_mae import build_encoder, build_st_mae
 from models.stage2_net import Stage2Net
 
 
 def build_clip_classifier(size: str = "tiny", num_frames: int = 8, img_size: int = 112,
-                          patch_size: int = 16, tubelet_size: int = 2,
-                          dropout: float = 0.0) -> ClipClassifier:
-    return ClipClassifier(build_encoder(size, num_frames, img_size, patch_size, tubelet_size),
-                          dropout)
+                          patch_size: int = 16, tubelet_size: int = 2, dropout: float = 0.0,
+                          tuning: str = "full") -> ClipClassifier:
+    """tuning: full | linear (same network) | adapters (DeepFake-Adapter wrapped encoder)."""
+    classifier = ClipClassifier(build_encoder(size, num_frames, img_size, patch_size, tubelet_size),
+                                dropout)
+    if tuning == "adapters":
+        classifier.encoder = DeepFakeAdapterEncoder(classifier.encoder)
+    elif tuning not in ("full", "linear"):
+        raise ValueError(f"tuning must be full, linear or adapters, got {tuning!r}")
+    return classifier
 
 
 BUILDERS = {"st_mae": build_st_mae, "clip_classifier": build_clip_classifier,

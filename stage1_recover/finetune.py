@@ -13,6 +13,7 @@ from common.config import Config, save_config
 from common.io import atomic_write_json, load_checkpoint
 from common.log import info
 from evaluation.metrics import roc_auc
+from models.adapters import DeepFakeAdapterEncoder
 from models.classifier import ClipClassifier
 from models.registry import build_model
 from stage1_recover.data import ClipStore, VideoClipDataset, select_rows, training_methods
@@ -77,9 +78,11 @@ def run_finetune(cache: str | Path, run_dir: str | Path, config: Config) -> dict
     labels = np.array([r.label for r in train_rows])
     if len(set(labels.tolist())) < 2:
         raise ValueError(f"{cache}: fine-tuning needs real and fake clips in the train split")
-    spec = {"builder": "clip_classifier", "kwargs": {**input_kwargs(inputs), "dropout": cfg.dropout}}
+    spec = {"builder": "clip_classifier", "kwargs": {**input_kwargs(inputs), "dropout": cfg.dropout,
+                                                     "tuning": cfg.tuning}}
     torch.manual_seed(cfg.seed)
-    model = build_model(spec)
+    # the pretrained encoder loads into the plain classifier; adapters wrap it afterwards
+    model = build_model({**spec, "kwargs": {**spec["kwargs"], "tuning": "full"}})
     pretrained = run_dir / "recover_best.safetensors"
     if pretrained.is_file():
         load_pretrained_encoder(model, pretrained)
@@ -90,12 +93,16 @@ def run_finetune(cache: str | Path, run_dir: str | Path, config: Config) -> dict
     if cfg.tuning == "linear":
         for param in model.encoder.parameters():
             param.requires_grad = False
+    elif cfg.tuning == "adapters":  # frozen backbone + GBA + LSA (models/adapters.py)
+        model.encoder = DeepFakeAdapterEncoder(model.encoder)
     elif cfg.tuning != "full":
-        raise ValueError(f"finetune.tuning must be full or linear, got {cfg.tuning!r}")
+        raise ValueError(f"finetune.tuning must be full, linear or adapters, got {cfg.tuning!r}")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    info(f"finetune: {trainable:,} of {total:,} parameters trainable ({cfg.tuning}); "
-         f"{len(train_rows)} training clips ({int(labels.sum())} fake), {len(val_rows)} validation")
+    print(f"finetune: {trainable:,} of {total:,} parameters trainable "
+          f"({trainable / total:.1%}, tuning: {cfg.tuning})")
+    info(f"finetune: {len(train_rows)} training clips ({int(labels.sum())} fake), "
+         f"{len(val_rows)} validation")
     store = ClipStore(cache)
     train_set = VideoClipDataset(cache, train_rows, inputs.num_frames, inputs.img_size,
                                  train=True, seed=cfg.seed, store=store)
