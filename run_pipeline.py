@@ -20,6 +20,8 @@ STAGES = {
                 "--data CACHE --run RUN_DIR",
     "localize": "stage 2: mapping module + SE-UNet-SCSE localizer with meta-learning (score s2, "
                 "masks). --data CACHE --run RUN_DIR",
+    "dadf": "train the optional DADF head (SAM + multiscale adapters) alone; --stage localize "
+            "trains it too when dadf.enabled. --data CACHE --run RUN_DIR",
     "evaluate": "detection (AUC, EER, ACC, AP) and localization (IoU, PBCA, IINC) tables. "
                 "--data CACHE --run RUN_DIR [--split test]",
     "score": "score videos: scores.csv, results.jsonl, mask overlays, index.html. "
@@ -151,6 +153,17 @@ def stage_localize(args, cfg) -> int:
     summary = run_localize(args.data, args.run, cfg)
     auc = summary["best_val_auc"]
     print(f"stage 2: best validation frame AUC {'n/a' if auc is None else f'{auc:.4f}'} -> "
+          f"{summary['best_checkpoint']}")
+    return EXIT_OK
+
+
+def stage_dadf(args, cfg) -> int:
+    from stage2_localize.dadf_train import run_dadf
+
+    _need(args, "data", "run")
+    summary = run_dadf(args.data, args.run, cfg)
+    auc = summary["best_val_auc"]
+    print(f"DADF head: best validation frame AUC {'n/a' if auc is None else f'{auc:.4f}'} -> "
           f"{summary['best_checkpoint']}")
     return EXIT_OK
 

@@ -110,6 +110,20 @@ class LocalizeConfig(TrainConfig):
 
 
 @dataclass
+class DadfConfig(TrainConfig):
+    """The optional DADF head (models/dadf.py), a stage-2 branch trained on the same frames."""
+    enabled: bool = False
+    variant: str = "vit_tiny"  # vit_b | vit_l | vit_h (official SAM checkpoints) | vit_tiny (CPU)
+    img_size: int = 128  # SAM input size (1024 with official checkpoints)
+    adapter_variant: str = "A"  # A (paper) | B no dilation | C no 3x3 branch | D no 1x1 branch
+    checkpoint: str = ""  # an official SAM checkpoint (.pth) to start from; nothing is downloaded
+    epochs: int = 2
+    steps_per_epoch: int = 10
+    batch_size: int = 4
+    lr: float = 1e-4
+
+
+@dataclass
 class EvalConfig:
     aggregator: str = "mean"  # how frame / clip scores become a video score: mean | max | confident
     bootstrap: int = 1000  # bootstrap rounds for AUC confidence intervals
@@ -124,6 +138,7 @@ class Config:
     recover: RecoverConfig = field(default_factory=RecoverConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
+    dadf: DadfConfig = field(default_factory=DadfConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     # fake methods left out of every training stage (to test on manipulations never seen)
     holdout_methods: list[str] = field(default_factory=list)

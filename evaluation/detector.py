@@ -33,9 +33,11 @@ class ClipPrediction:
     s2: float | None
     fused: float
     aggregator: str
+    dadf_frames: np.ndarray | None = None  # [T] the DADF head's frame scores, when enabled
+    dadf: float | None = None
 
     def frame_fused(self) -> np.ndarray:
-        parts = [p for p in (self.s1_frames, self.s2_frames) if p is not None]
+        parts = [p for p in (self.s1_frames, self.s2_frames, self.dadf_frames) if p is not None]
         return np.mean(parts, axis=0)
 
 
@@ -50,7 +52,8 @@ class Detector:
         self.device = default_device()
         self.classifier = self._load("finetune_best.safetensors")
         self.stage2 = self._load("localize_best.safetensors")
-        if self.classifier is None and self.stage2 is None:
+        self.dadf = self._load("dadf_best.safetensors")  # optional third branch
+        if self.classifier is None and self.stage2 is None and self.dadf is None:
             raise FileNotFoundError(f"{self.run_dir} holds no trained model (finetune_best or "
                                     "localize_best): train with --stage finetune / localize first")
         if self.stage2 is not None and not self.config.localize.use_stage1:
@@ -68,7 +71,8 @@ class Detector:
 
     def _run_id(self) -> str:
         digest = hashlib.sha1()
-        for name in ("finetune_best.safetensors", "localize_best.safetensors"):
+        for name in ("finetune_best.safetensors", "localize_best.safetensors",
+                     "dadf_best.safetensors"):
             path = self.run_dir / name
             if path.is_file():
                 digest.update(path.read_bytes())
@@ -103,13 +107,14 @@ class Detector:
         return scores, scores[owners]
 
     @torch.no_grad()
-    def _s2_frames(self, clip: FaceClip, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    def _frames(self, model, clip: FaceClip, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """A per-frame model (stage 2 or DADF): frame scores [T] and masks [T, S, S] at crop size."""
         size = self.config.localize.img_size
         scores, masks = [], []
         for start in range(0, clip.num_frames, batch_size):
             frames = resize_frames(clip.frames[start:start + batch_size], size)
             faces = normalize(frames).transpose(0, 1).to(self.device)  # [B, 3, S, S]
-            out = self.stage2(faces)
+            out = model(faces)
             scores.append(torch.sigmoid(out["cls_logit"].float()).cpu().numpy())
             probs = torch.sigmoid(out["mask_logits"].float())[:, 0].cpu().numpy()
             masks.extend(cv2.resize(p, (clip.size, clip.size), interpolation=cv2.INTER_LINEAR)
@@ -124,6 +129,14 @@ class Detector:
             windows, s1_frames = self._s1_windows(clip)
             s1 = aggregate(windows, self.aggregator)
         if self.stage2 is not None:
-            s2_frames, masks = self._s2_frames(clip)
+            s2_frames, masks = self._frames(self.stage2, clip)
             s2 = aggregate(s2_frames[voting], self.aggregator)
-        return ClipPrediction(s1_frames, s2_frames, masks, s1, s2, fuse(s1, s2), self.aggregator)
+        dadf = dadf_frames = None
+        if self.dadf is not None:
+            dadf_frames, dadf_masks = self._frames(self.dadf, clip)
+            dadf = aggregate(dadf_frames[voting], self.aggregator)
+            # the DADF mask joins stage 2's (averaged); alone, it is the mask
+            masks = dadf_masks if masks is None else \
+                ((masks.astype(np.float32) + dadf_masks.astype(np.float32)) / 2).astype(np.float16)
+        return ClipPrediction(s1_frames, s2_frames, masks, s1, s2, fuse(s1, s2, dadf),
+                              self.aggregator, dadf_frames, dadf)

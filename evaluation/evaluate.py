@@ -19,7 +19,7 @@ from evaluation.metrics import (best_threshold, bootstrap_auc, detection_metrics
 from preprocessing.sample_cache import FaceClip
 from stage1_recover.data import select_rows
 
-SCORES = ["s1", "s2", "fused"]
+SCORES = ["s1", "s2", "dadf", "fused"]  # dadf: only when the run has the DADF head
 
 
 def predict_split(detector: Detector, cache: Path, split: str) -> list[dict]:
@@ -29,8 +29,8 @@ def predict_split(detector: Detector, cache: Path, split: str) -> list[dict]:
         clip = FaceClip.load(cache / f"{row.clip}.npz")
         pred = detector.predict_clip(clip)
         record = {"clip": row.clip, "label": row.label, "method": row.method,
-                  "video": {"s1": pred.s1, "s2": pred.s2, "fused": pred.fused},
-                  "frames": {"s1": pred.s1_frames, "s2": pred.s2_frames,
+                  "video": {"s1": pred.s1, "s2": pred.s2, "dadf": pred.dadf, "fused": pred.fused},
+                  "frames": {"s1": pred.s1_frames, "s2": pred.s2_frames, "dadf": pred.dadf_frames,
                              "fused": pred.frame_fused()},
                   "face_found": clip.face_found}
         if pred.masks is not None and clip.mask is not None:

@@ -13,8 +13,9 @@ import numpy as np
 from common.io import atomic_write_bytes, atomic_write_text
 from preprocessing.faces import crop_affine
 
-CSV_COLUMNS = ["video", "fake_score", "verdict", "s1", "s2", "frames", "face_frames", "status",
-               "error"]
+CSV_COLUMNS = ["video", "fake_score", "verdict", "s1", "s2", "dadf", "frames", "face_frames",
+               "status", "error"]
+SCORE_COLUMNS = ("fake_score", "s1", "s2", "dadf")
 
 
 def _fmt(value) -> str:
@@ -26,7 +27,7 @@ def write_scores_csv(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, **{k: _fmt(row.get(k)) for k in ("fake_score", "s1", "s2")}})
+        writer.writerow({**row, **{k: _fmt(row.get(k)) for k in SCORE_COLUMNS}})
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -100,7 +101,7 @@ def write_index_html(path: Path, rows: list[dict], info: dict) -> None:
     head = "".join(f"<th>{esc(c)}</th>" for c in CSV_COLUMNS)
     body = []
     for row in rows:
-        cells = "".join(f"<td>{esc(str(_fmt(row.get(c)) if c in ('fake_score', 's1', 's2') else row.get(c, '')))}</td>"
+        cells = "".join(f"<td>{esc(str(_fmt(row.get(c)) if c in SCORE_COLUMNS else row.get(c, '')))}</td>"
                         for c in CSV_COLUMNS)
         klass = "error" if row["status"] != "ok" else ("fake" if row["verdict"] == "fake" else "real")
         body.append(f'<tr class="{klass}">{cells}</tr>')

@@ -83,15 +83,17 @@ def _score_one(detector: Detector, entry: VideoEntry, clip_id: str, cache: Path,
         atomic_save_npz(masks_file, mask=(pred.masks.astype(np.float32) * 255).round()
                         .astype(np.uint8), crop_box=clip.crop_box, frame_index=clip.frame_index)
     score_plot(clip.frame_index, {"s1": pred.s1_frames, "s2": pred.s2_frames,
-                                  "fused": pred.frame_fused()}, threshold, plot,
+                                  "dadf": pred.dadf_frames, "fused": pred.frame_fused()},
+               threshold, plot,
                f"{Path(entry.rel).name}: fused {pred.fused:.3f} ({verdict})")
     frames_info = [{"frame_index": int(clip.frame_index[t]), "face_found": bool(clip.face_found[t]),
                     "s1": None if pred.s1_frames is None else float(pred.s1_frames[t]),
                     "s2": None if pred.s2_frames is None else float(pred.s2_frames[t]),
+                    "dadf": None if pred.dadf_frames is None else float(pred.dadf_frames[t]),
                     "fused": float(pred.frame_fused()[t])} for t in range(clip.num_frames)]
     return {
         "video": entry.rel, "clip": clip_id, "fake_score": pred.fused, "verdict": verdict,
-        "s1": pred.s1, "s2": pred.s2, "frames": clip.num_frames,
+        "s1": pred.s1, "s2": pred.s2, "dadf": pred.dadf, "frames": clip.num_frames,
         "face_frames": int(clip.face_found.sum()), "status": "ok", "error": "",
         "threshold": threshold, "aggregator": pred.aggregator, "model_run_id": detector.run_id,
         "preprocessing": clip.meta.get("preprocess", {}), "per_frame": frames_info,
@@ -147,7 +149,8 @@ def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
     write_index_html(out / "index.html", rows, {
         "model run": str(Path(run_dir).resolve()), "model run id": detector.run_id,
         "threshold": f"{threshold:.4f} ({threshold_source})", "aggregator": detector.aggregator,
-        "fused score": "mean of s1 (stage 1) and s2 (stage 2)",
+        "fused score": "mean of s1 (stage 1), s2 (stage 2)"
+                       + (" and the DADF head" if detector.dadf is not None else ""),
         "preprocessing": json.dumps(clip_params(detector.config.preprocess)),
         "videos": len(rows), "failed": failed})
     return ScoreSummary(len(rows), failed, reused, out)

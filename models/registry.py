@@ -23,8 +23,14 @@ def build_clip_classifier(size: str = "tiny", num_frames: int = 8, img_size: int
     return classifier
 
 
+def build_dadf(**kwargs) -> nn.Module:
+    from models.dadf import DADF  # segment-anything is only imported when DADF is used
+
+    return DADF(**kwargs)
+
+
 BUILDERS = {"st_mae": build_st_mae, "clip_classifier": build_clip_classifier,
-            "stage2_net": Stage2Net}
+            "stage2_net": Stage2Net, "dadf": build_dadf}
 
 
 def register(name: str, builder) -> None:

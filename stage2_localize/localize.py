@@ -249,5 +249,9 @@ def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict
                "ablation": {"meta": cfg.meta, "use_mapping": cfg.use_mapping,
                             "use_localizer": cfg.use_localizer, "use_stage1": cfg.use_stage1}}
     atomic_write_json(run_dir / "localize_summary.json", summary)
+    if config.dadf.enabled:  # the DADF head trains as a second stage-2 branch
+        from stage2_localize.dadf_train import run_dadf
+
+        summary["dadf"] = run_dadf(cache, run_dir, config)
     return summary
 

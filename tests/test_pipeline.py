@@ -151,3 +151,24 @@ def test_index_html_renders_in_headless_chromium(trained_run, workdir):
         rows = list(csv.DictReader(handle))
     assert dom.count("<tr class=") == len(rows)
     assert dom.count('class="video"') == sum(r["status"] == "ok" for r in rows)
+
+
+def test_dadf_branch_joins_the_scores_and_the_report(trained_run, demo_cache, workdir):
+    run = workdir / "run_dadf"
+    shutil.copytree(trained_run, run)
+    args = ["--config", TINY, "--set", "dadf.epochs=1", "--set", "dadf.steps_per_epoch=2"]
+    assert main(["--stage", "dadf", "--data", str(demo_cache), "--run", str(run)] + args) == 0
+    summary = json.loads((run / "dadf_summary.json").read_text())
+    assert 0 < summary["trainable_share"] < 1
+    videos = sorted((workdir / "videos").rglob("*.mp4"))
+    one = next(v for v in videos if v.name != "corrupt.mp4")
+    report = workdir / "report_dadf"
+    assert main(["--stage", "score", str(one), "--run", str(run), "--out", str(report)]) == 0
+    with (report / "scores.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    s1, s2, dadf = float(row["s1"]), float(row["s2"]), float(row["dadf"])
+    assert float(row["fake_score"]) == pytest.approx((s1 + s2 + dadf) / 3, abs=2e-4)
+    assert "<th>dadf</th>" in (report / "index.html").read_text()
+    assert main(["--stage", "evaluate", "--data", str(demo_cache), "--run", str(run)]) == 0
+    metrics = json.loads((run / "eval_test" / "metrics.json").read_text())
+    assert "dadf" in metrics["video"] and "dadf" in metrics["frame"]
