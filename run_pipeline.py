@@ -151,9 +151,9 @@ def stage_localize(args, cfg) -> int:
 
     _need(args, "data", "run")
     summary = run_localize(args.data, args.run, cfg)
-    auc = summary["best_val_auc"]
-    print(f"stage 2: best validation frame AUC {'n/a' if auc is None else f'{auc:.4f}'} -> "
-          f"{summary['best_checkpoint']}")
+    best = summary["best_val_select"]
+    print(f"stage 2: best validation (frame AUC + fake-frame IoU) / 2 = "
+          f"{'n/a' if best is None else f'{best:.4f}'} -> {summary['best_checkpoint']}")
     return EXIT_OK
 
 
@@ -162,9 +162,9 @@ def stage_dadf(args, cfg) -> int:
 
     _need(args, "data", "run")
     summary = run_dadf(args.data, args.run, cfg)
-    auc = summary["best_val_auc"]
-    print(f"DADF head: best validation frame AUC {'n/a' if auc is None else f'{auc:.4f}'} -> "
-          f"{summary['best_checkpoint']}")
+    best = summary["best_val_select"]
+    print(f"DADF head: best validation (frame AUC + IoU) / 2 = "
+          f"{'n/a' if best is None else f'{best:.4f}'} -> {summary['best_checkpoint']}")
     return EXIT_OK
 
 

@@ -56,11 +56,11 @@ def run_dadf(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     has_val = len({r.label for r in val_rows}) == 2
     engine = Engine("dadf", model, run_dir, cfg, train_set, _loss, spec,
                     evaluate_fn=(lambda m: validation_metrics(m, val_set)) if has_val else None,
-                    select_key="val_auc", select_mode="max",
+                    select_key="val_select", select_mode="max",
                     sample_weights=1.0 / np.bincount(labels)[labels])
     result = engine.fit()
     summary = {"best_checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
-               "best_val_auc": result.best_metric, "trainable_parameters": trainable,
+               "best_val_select": result.best_metric, "trainable_parameters": trainable,
                "sam_parameters": sam_total, "trainable_share": share}
     atomic_write_json(run_dir / "dadf_summary.json", summary)
     return summary

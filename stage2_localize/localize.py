@@ -202,8 +202,13 @@ def validation_metrics(model, dataset: FrameDataset) -> dict:
     inter = (pred & gt).sum(axis=(1, 2))
     union = (pred | gt).sum(axis=(1, 2))
     iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-    return {"val_auc": roc_auc(labels, out["s2"]), "val_iou": float(iou[labels == 1].mean())
-            if (labels == 1).any() else float("nan")}
+    auc = roc_auc(labels, out["s2"])
+    mean_iou = float(iou[labels == 1].mean()) if (labels == 1).any() else float("nan")
+    # stage 2 both detects and localizes: select on both (an epoch whose AUC is noise but whose
+    # masks are empty must not win)
+    parts = [v for v in (auc, mean_iou) if not np.isnan(v)]
+    return {"val_auc": auc, "val_iou": mean_iou,
+            "val_select": float(np.mean(parts)) if parts else float("nan")}
 
 
 def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
@@ -239,13 +244,13 @@ def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict
     engine = Engine(
         "localize", model, run_dir, cfg, train_set, make_loss(cfg), spec,
         evaluate_fn=(lambda m: validation_metrics(m, val_set)) if has_val else None,
-        select_key="val_auc", select_mode="max",
+        select_key="val_select", select_mode="max",
         sample_weights=None if cfg.meta else 1.0 / np.bincount(labels)[labels],
         optimizer_factory=_optimizer(cfg),
         index_fn=meta_index_fn(train_set, cfg) if cfg.meta else None, wrap_ddp=not cfg.meta)
     result = engine.fit()
     summary = {"best_checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
-               "best_val_auc": result.best_metric, "train_methods": sorted(methods or []),
+               "best_val_select": result.best_metric, "train_methods": sorted(methods or []),
                "ablation": {"meta": cfg.meta, "use_mapping": cfg.use_mapping,
                             "use_localizer": cfg.use_localizer, "use_stage1": cfg.use_stage1}}
     atomic_write_json(run_dir / "localize_summary.json", summary)
