@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,8 +15,6 @@ T = TypeVar("T")
 
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
     """A tqdm bar on stderr; quiet when stderr is not a terminal unless DELOCATE_PROGRESS=1."""
-    import os
-
     disable = not (sys.stderr.isatty() or os.environ.get("DELOCATE_PROGRESS") == "1")
     return tqdm(items, desc=desc, total=total, unit=unit, disable=disable, dynamic_ncols=True)
 

@@ -157,11 +157,9 @@ def _sample_ffmpeg(path: Path, num_frames: int, max_side: int,
 
 
 def decord_available() -> bool:
-    try:
-        import decord  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("decord") is not None
 
 
 def sample_frames(path: str | Path, num_frames: int = 30, max_side: int = 1920,

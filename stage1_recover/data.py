@@ -74,6 +74,18 @@ def training_methods(cache: str | Path, holdout: list[str]) -> set[str] | None:
     return kept
 
 
+def labelled_splits(cache: str | Path, holdout: list[str], who: str
+                    ) -> tuple[list[ClipRow], list[ClipRow], set[str] | None]:
+    """(train rows, val rows, methods used) for a classifier stage: held-out methods removed; the
+    train split must hold both real and fake clips."""
+    methods = training_methods(cache, holdout)
+    train_rows = select_rows(cache, "train", methods=methods)
+    val_rows = select_rows(cache, "val", methods=methods)
+    if len({r.label for r in train_rows}) < 2:
+        raise ValueError(f"{cache}: {who} needs real and fake clips in the train split")
+    return train_rows, val_rows, methods
+
+
 class ClipStore:
     """Loads FaceClips by id with a small in-memory LRU (tiny datasets fit whole)."""
 

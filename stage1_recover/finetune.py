@@ -16,7 +16,7 @@ from evaluation.metrics import roc_auc
 from models.adapters import DeepFakeAdapterEncoder
 from models.classifier import ClipClassifier
 from models.registry import build_model
-from stage1_recover.data import ClipStore, VideoClipDataset, select_rows, training_methods
+from stage1_recover.data import ClipStore, VideoClipDataset, labelled_splits
 from stage1_recover.engine import Engine
 from stage1_recover.recover import input_kwargs
 
@@ -70,14 +70,10 @@ def validation_metrics(model: ClipClassifier, dataset: VideoClipDataset) -> dict
 def run_finetune(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     cfg, inputs = config.finetune, config.recover
     cache, run_dir = Path(cache), Path(run_dir)
-    methods = training_methods(cache, config.holdout_methods)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    train_rows = select_rows(cache, "train", methods=methods)
-    val_rows = select_rows(cache, "val", methods=methods)
+    train_rows, val_rows, _ = labelled_splits(cache, config.holdout_methods, "fine-tuning")
     labels = np.array([r.label for r in train_rows])
-    if len(set(labels.tolist())) < 2:
-        raise ValueError(f"{cache}: fine-tuning needs real and fake clips in the train split")
     spec = {"builder": "clip_classifier", "kwargs": {**input_kwargs(inputs), "dropout": cfg.dropout,
                                                      "tuning": cfg.tuning}}
     torch.manual_seed(cfg.seed)

@@ -12,7 +12,7 @@ from common.io import atomic_write_json
 from common.log import info
 from models.dadf import dadf_loss
 from models.registry import build_model
-from stage1_recover.data import ClipStore, select_rows, training_methods
+from stage1_recover.data import ClipStore, labelled_splits
 from stage1_recover.engine import Engine
 from stage2_localize.localize import FrameDataset, validation_metrics
 
@@ -33,11 +33,7 @@ def run_dadf(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     cache, run_dir = Path(cache), Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    methods = training_methods(cache, config.holdout_methods)
-    train_rows = select_rows(cache, "train", methods=methods)
-    val_rows = select_rows(cache, "val", methods=methods)
-    if len({r.label for r in train_rows}) < 2:
-        raise ValueError(f"{cache}: the DADF head needs real and fake clips in the train split")
+    train_rows, val_rows, _ = labelled_splits(cache, config.holdout_methods, "the DADF head")
     torch.manual_seed(cfg.seed)
     spec = dadf_spec(config)
     model = build_model(spec)

@@ -23,7 +23,7 @@ from meta.step import meta_step_loss
 from models.registry import build_model
 from preprocessing.regions import PART_NAMES
 from stage1_recover.data import (ClipRow, ClipStore, VideoClipDataset, frame_positions, normalize,
-                                 resize_frames, select_rows, training_methods)
+                                 labelled_splits, resize_frames)
 from stage1_recover.engine import Engine, default_device
 from stage1_recover.masking import TokenMasker
 from stage2_localize.losses import stage2_loss
@@ -216,11 +216,7 @@ def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict
     cache, run_dir = Path(cache), Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    methods = training_methods(cache, config.holdout_methods)
-    train_rows = select_rows(cache, "train", methods=methods)
-    val_rows = select_rows(cache, "val", methods=methods)
-    if len({r.label for r in train_rows}) < 2:
-        raise ValueError(f"{cache}: stage 2 needs real and fake clips in the train split")
+    train_rows, val_rows, methods = labelled_splits(cache, config.holdout_methods, "stage 2")
     store = ClipStore(cache)
     frames = config.recover.num_frames
     recovered = None

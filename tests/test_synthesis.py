@@ -9,8 +9,7 @@ from preprocessing.faces import FaceAnalyzer
 from preprocessing.preprocess import preprocess_video
 from preprocessing.regions import PART_NAMES
 from preprocessing.sample_cache import FaceClip, read_index, write_index
-from preprocessing.synthesis import (METHODS, PARAM_RANGES, SynthOptions, run_synthesis,
-                                     smooth_params, synthesize)
+from preprocessing.synthesis import METHODS, PARAM_RANGES, run_synthesis, smooth_params, synthesize
 from run_pipeline import main
 
 MAX_FEATHER = int(PARAM_RANGES["feather"][1]) + 1
