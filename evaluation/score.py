@@ -103,6 +103,12 @@ def _score_one(detector: Detector, entry: VideoEntry, clip_id: str, cache: Path,
     }
 
 
+def _error_row(entry: VideoEntry, clip_id: str, reason: str, run_id: str) -> dict:
+    return {"video": entry.rel, "clip": clip_id, "fake_score": None, "verdict": "", "s1": None,
+            "s2": None, "frames": 0, "face_frames": 0, "status": "error",
+            "error": " ".join(reason.split()), "model_run_id": run_id}
+
+
 def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
               workers: int | None = None) -> ScoreSummary:
     out = Path(out_dir)
@@ -120,24 +126,19 @@ def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
         clip_id = clip_id_for(entry.rel)
         result_file = out / "results" / f"{clip_id}.json"
         pre = index.get(clip_id, {"status": "error", "error": "not preprocessed"})
+        earlier = json.loads(result_file.read_text()) if result_file.is_file() else {}
         if pre["status"] != "ok":
-            row = {"video": entry.rel, "clip": clip_id, "fake_score": None, "verdict": "",
-                   "s1": None, "s2": None, "frames": 0, "face_frames": 0, "status": "error",
-                   "error": pre["error"], "model_run_id": detector.run_id}
+            row = _error_row(entry, clip_id, pre["error"], detector.run_id)
             failed += 1
-        elif result_file.is_file() and json.loads(result_file.read_text()).get(
-                "model_run_id") == detector.run_id and \
-                json.loads(result_file.read_text()).get("threshold") == threshold:
-            row = json.loads(result_file.read_text())
+        elif earlier.get("model_run_id") == detector.run_id and earlier.get("threshold") == threshold:
+            row = earlier  # already scored by this model at this threshold
             reused += 1
         else:
             try:
                 row = _score_one(detector, entry, clip_id, cache, out, threshold)
             except Exception as exc:  # one broken video must not end the batch
-                row = {"video": entry.rel, "clip": clip_id, "fake_score": None, "verdict": "",
-                       "s1": None, "s2": None, "frames": 0, "face_frames": 0, "status": "error",
-                       "error": f"scoring failed: {type(exc).__name__}: {exc}",
-                       "model_run_id": detector.run_id}
+                row = _error_row(entry, clip_id, f"scoring failed: {type(exc).__name__}: {exc}",
+                                 detector.run_id)
                 failed += 1
             else:
                 atomic_write_json(result_file, row)
