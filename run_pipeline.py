@@ -129,7 +129,9 @@ def stage_recover(args, cfg) -> int:
     for gap in summary["reconstruction_gap"]:
         if "real_error" in gap:
             print(f"  recovery error on {gap['split']}: real {gap['real_error']:.4f} vs fake "
-                  f"{gap['fake_error']:.4f} ({gap['real_clips']} real, {gap['fake_clips']} fake clips)")
+                  f"{gap['fake_error']:.4f} ({gap['real_clips']} real, {gap['fake_clips']} fake "
+                  f"clips); real clips filled with their visible mean colour "
+                  f"{gap['real_error_context_mean']:.4f}")
     for grid in summary["grids"]:
         print(f"  grid: {grid}")
     return EXIT_OK

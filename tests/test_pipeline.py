@@ -61,7 +61,10 @@ def test_recover_halves_the_masked_patch_loss_and_draws_grids(trained_run):
     log = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
     recover = [r for r in log if r["stage"] == "recover"]
     assert len(recover) == load_config(TINY).recover.epochs
-    assert summary["train_loss_trained"] <= 0.5 * summary["train_loss_at_init"]
+    # two people only (the bundled clips): the loss falls, but with the colour and crop jitter
+    # there is too little to learn to halve it; test_recover_on_several_people holds that claim
+    assert summary["train_loss_trained"] <= 0.8 * summary["train_loss_at_init"]
+    assert summary["best_val_loss"] < summary["val_loss_at_init"]
     assert summary["grids"] and all(Path(g).is_file() for g in summary["grids"])
     gap = [g for g in summary["reconstruction_gap"] if "real_error" in g]
     assert gap and all(np.isfinite(g["real_error"]) and np.isfinite(g["fake_error"]) for g in gap)
@@ -172,3 +175,22 @@ def test_dadf_branch_joins_the_scores_and_the_report(trained_run, demo_cache, wo
     assert main(["--stage", "evaluate", "--data", str(demo_cache), "--run", str(run)]) == 0
     metrics = json.loads((run / "eval_test" / "metrics.json").read_text())
     assert "dadf" in metrics["video"] and "dadf" in metrics["frame"]
+
+
+def test_recover_on_several_people(real_faces, tmp_path):
+    """The tiny config's pretraining on the demo data with all its people (../shared/real-faces
+    and the bundled clips; 21 train, 2 validation): the masked-patch loss halves on the training
+    clips and falls on unseen people, where the recovery beats filling the part with the face's
+    visible mean colour. (With 5 training people it does not generalise; that is why the demo
+    takes everyone.)"""
+    config = load_config(TINY, ["demo.frames_per_clip=8"])
+    cache, sources = build_demo_dataset(tmp_path / "demo", config, real_faces)
+    assert len(sources) >= 20
+    run = tmp_path / "run"
+    assert main(["--stage", "recover", "--data", str(cache), "--run", str(run),
+                 "--config", TINY]) == 0
+    summary = json.loads((run / "recover_summary.json").read_text())
+    assert summary["train_loss_trained"] <= 0.5 * summary["train_loss_at_init"]
+    assert summary["best_val_loss"] <= 0.7 * summary["val_loss_at_init"]
+    val = next(g for g in summary["reconstruction_gap"] if g["split"] == "val")
+    assert val["real_error"] < 0.85 * val["real_error_context_mean"]

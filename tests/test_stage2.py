@@ -6,6 +6,8 @@ import torch
 from meta.splits import split_by_method
 from meta.step import meta_step_loss
 from models.stage2_net import Stage2Net
+from stage1_recover.data import ClipRow
+from stage2_localize.localize import validation_metrics
 from stage2_localize.losses import loc_loss, stage2_loss
 
 ABLATIONS = [dict(), dict(use_mapping=False), dict(use_localizer=False)]
@@ -119,3 +121,46 @@ def test_single_method_split_keeps_fakes_with_their_source(seed):
     test_sources = {sources[i] for i in split.test}
     assert not train_sources & test_sources
     assert len(train_sources) == 7 and len(test_sources) == 3
+
+
+class _MaskEchoNet(torch.nn.Module):
+    """Reads the answer off its input: channel 0 is the mask, channel 1 the label."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # frame_outputs asks for a device
+
+    def forward(self, x):
+        return {"mask_logits": 20 * (x[:, :1] - 0.5), "cls_logit": 10 * (x[:, 1].mean((1, 2)) - 0.5)}
+
+
+class _Frames:
+    """The parts of FrameDataset that validation_metrics reads: rows, items, [i] -> input, mask."""
+
+    def __init__(self, size=32):
+        rng = np.random.default_rng(0)
+        self.rows = [ClipRow(f"c{i}", i % 2, "blend" if i % 2 else "real", "val", f"c{i}")
+                     for i in range(6)]
+        self.items = [(r, k) for r in range(6) for k in range(2)]
+        self.data = []
+        for r, _ in self.items:
+            mask = np.zeros((1, size, size), np.float32)
+            if self.rows[r].label:
+                y, x = rng.integers(0, size - 8, 2)
+                mask[0, y:y + 8, x:x + 8] = 1
+            label = np.full((size, size), float(self.rows[r].label), np.float32)
+            image = np.stack([mask[0], label, np.zeros_like(label)])
+            self.data.append({"input": torch.from_numpy(image), "mask": torch.from_numpy(mask)})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.data[index]
+
+
+def test_validation_metrics_score_a_perfect_model_as_perfect():
+    metrics = validation_metrics(_MaskEchoNet(), _Frames())
+    assert metrics["val_auc"] == pytest.approx(1.0)
+    assert metrics["val_iou"] == pytest.approx(1.0)
+    assert metrics["val_select"] == pytest.approx(1.0)
