@@ -56,7 +56,7 @@ def trained_run(demo_cache, workdir):
     return run
 
 
-def test_recover_halves_the_masked_patch_loss_and_draws_grids(trained_run):
+def test_recover_lowers_the_masked_patch_loss_and_draws_grids(trained_run):
     summary = json.loads((trained_run / "recover_summary.json").read_text())
     log = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
     recover = [r for r in log if r["stage"] == "recover"]
