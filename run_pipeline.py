@@ -118,7 +118,7 @@ def stage_synth(args, cfg) -> int:
 
 
 def stage_recover(args, cfg) -> int:
-    from stage1_recover.recover import run_recover
+    from stage1_recover.recover import gap_lines, run_recover
 
     _need(args, "data", "run")
     summary = run_recover(args.data, args.run, cfg)
@@ -126,12 +126,8 @@ def stage_recover(args, cfg) -> int:
     print(f"stage 1 pretraining: masked-patch loss on the training clips "
           f"{summary['train_loss_at_init']:.4f} at init -> {summary['train_loss_trained']:.4f}; "
           f"best validation {'n/a' if val is None else f'{val:.4f}'} -> {summary['best_checkpoint']}")
-    for gap in summary["reconstruction_gap"]:
-        if "real_error" in gap:
-            print(f"  recovery error on {gap['split']}: real {gap['real_error']:.4f} vs fake "
-                  f"{gap['fake_error']:.4f} ({gap['real_clips']} real, {gap['fake_clips']} fake "
-                  f"clips); real clips filled with their visible mean colour "
-                  f"{gap['real_error_context_mean']:.4f}")
+    for line in gap_lines(summary["reconstruction_gap"]):
+        print(f"  recovery error on {line}")
     for grid in summary["grids"]:
         print(f"  grid: {grid}")
     return EXIT_OK

@@ -15,7 +15,7 @@ from evaluation.evaluate import format_tables, run_evaluate
 from evaluation.score import run_score
 from preprocessing.demo_data import build_demo_dataset, export_split_videos
 from stage1_recover.finetune import run_finetune
-from stage1_recover.recover import run_recover
+from stage1_recover.recover import gap_lines, run_recover
 from stage2_localize.localize import run_localize
 
 
@@ -48,12 +48,8 @@ def run_demo(out_dir: str | Path, config: Config, real_faces: Path | None = None
     summary = step("score test videos", run_score, [str(videos)], run, report)
 
     print("\nstage 1 recovery error (masked facial parts, lower = more real-looking):")
-    for gap in recover["reconstruction_gap"]:
-        if "real_error" in gap:
-            by_method = ", ".join(f"{m} {e:.4f}" for m, e in gap["fake_error_by_method"].items())
-            print(f"  {gap['split']}: real clips {gap['real_error']:.4f} (filled with their visible "
-                  f"mean colour instead: {gap['real_error_context_mean']:.4f}); fakes of the same "
-                  f"sources {gap['fake_error']:.4f} ({by_method})")
+    for line in gap_lines(recover["reconstruction_gap"]):
+        print(f"  {line}")
     held = ", ".join(config.holdout_methods) or "none"
     print(f"\nmetrics on the test people (methods held out of training: {held}):")
     print(format_tables(result))

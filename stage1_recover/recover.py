@@ -40,38 +40,47 @@ def mae_loss(model, batch):
     return loss, {}
 
 
+def context_mean_fill(model: SpaceTimeMAE, video: torch.Tensor, token_mask: torch.Tensor
+                      ) -> torch.Tensor:
+    """A trivial recovery, every patch filled with the mean colour of the clip's visible patches:
+    [B, 1, patch_dim]. The reference a trained MAE must beat on unseen people, or it has learned
+    nothing beyond a face's average colour."""
+    channels = video.shape[1]
+    # patch vectors are (u p q c): channel last, so a colour tiles over the vector
+    pixels = model.patchify(video).unflatten(-1, (-1, channels))  # [B, N, pixels, C]
+    visible = (~token_mask)[..., None, None].to(pixels.dtype)
+    colour = (pixels * visible).sum(dim=(1, 2)) / (visible.sum(dim=(1, 2)) * pixels.shape[2])
+    return colour.repeat(1, model.patch_dim // channels)[:, None]
+
+
 @torch.no_grad()
-def per_clip_error(model: SpaceTimeMAE, dataset: VideoClipDataset, batch_size: int = 8
-                   ) -> np.ndarray:
-    """Masked-patch MSE of every item of `dataset` (its masker decides the masks): float [N]."""
+def recovery_errors(model: SpaceTimeMAE, dataset: VideoClipDataset, batch_size: int = 8,
+                    context_mean: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Masked-patch MSE of every item of `dataset` (its masker decides the masks): float [N] for
+    the MAE's recovery and, with context_mean, for context_mean_fill on the same items."""
     device = next(model.parameters()).device
-    errors = []
+    errors, references = [], []
+
+    def masked_mse(prediction, target, mask):
+        per_patch = ((prediction - target) ** 2).mean(dim=-1)
+        return ((per_patch * mask).sum(1) / mask.sum(1)).cpu().numpy()
+
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         video = torch.stack([it["video"] for it in items]).to(device)
         mask = torch.stack([it["token_mask"] for it in items]).to(device)
         _, pred = model(video, mask)
-        per_patch = ((pred.float() - model.target(video)) ** 2).mean(dim=-1)
-        errors.append(((per_patch * mask).sum(1) / mask.sum(1)).cpu().numpy())
-    return np.concatenate(errors) if errors else np.zeros(0)
+        target = model.target(video)
+        errors.append(masked_mse(pred.float(), target, mask))
+        if context_mean:
+            references.append(masked_mse(context_mean_fill(model, video, mask), target, mask))
+    if not errors:
+        return np.zeros(0), (np.zeros(0) if context_mean else None)
+    return np.concatenate(errors), (np.concatenate(references) if context_mean else None)
 
 
-@torch.no_grad()
-def context_mean_error(model: SpaceTimeMAE, dataset: VideoClipDataset) -> np.ndarray:
-    """The same masked-patch MSE for a trivial recovery, every masked patch filled with the mean
-    colour of the clip's visible patches: float [N]. The reference a trained MAE must beat on
-    unseen people, or it has learned nothing beyond a face's average colour."""
-    errors = []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        video, mask = item["video"][None], item["token_mask"][None]
-        target, patches = model.target(video), model.patchify(video)
-        # patch vectors are (u p q c): channel last, so a colour tiles over the vector
-        colour = patches[~mask].reshape(-1, video.shape[1]).mean(dim=0)
-        fill = colour.repeat(model.patch_dim // video.shape[1])
-        per_patch = ((fill - target) ** 2).mean(dim=-1)
-        errors.append(float((per_patch * mask).sum() / mask.sum()))
-    return np.array(errors)
+def per_clip_error(model: SpaceTimeMAE, dataset: VideoClipDataset) -> np.ndarray:
+    return recovery_errors(model, dataset)[0]
 
 
 def validation_loss(model: SpaceTimeMAE, dataset: VideoClipDataset) -> dict:
@@ -112,8 +121,9 @@ def reconstruction_gap(model: SpaceTimeMAE, cache: Path, cfg: RecoverConfig, spl
         masker = make_masker(cfg, model, f"roi:{part}")
         data = VideoClipDataset(cache, kept, cfg.num_frames, cfg.img_size, masker, train=False,
                                 seed=cfg.seed, store=store)
-        errors += per_clip_error(model, data) / len(PART_NAMES)
-        baseline += context_mean_error(model, data) / len(PART_NAMES)
+        mae_error, reference = recovery_errors(model, data, context_mean=True)
+        errors += mae_error / len(PART_NAMES)
+        baseline += reference / len(PART_NAMES)
     labels = np.array([r.label for r in kept])
     by_method = {m: float(errors[[r.method == m for r in kept]].mean())
                  for m in sorted({r.method for r in kept if r.label == 1})}
@@ -121,8 +131,22 @@ def reconstruction_gap(model: SpaceTimeMAE, cache: Path, cfg: RecoverConfig, spl
             "fake_clips": int((labels == 1).sum()),
             "real_error": float(errors[labels == 0].mean()),
             "fake_error": float(errors[labels == 1].mean()), "fake_error_by_method": by_method,
-            # the same real clips recovered as their visible mean colour (see context_mean_error)
+            # the same real clips recovered as their visible mean colour (see context_mean_fill)
             "real_error_context_mean": float(baseline[labels == 0].mean())}
+
+
+def gap_lines(gaps: list[dict]) -> list[str]:
+    """One printable line per split of reconstruction_gap (splits without fakes are left out)."""
+    lines = []
+    for gap in gaps:
+        if "real_error" not in gap:
+            continue
+        by_method = ", ".join(f"{m} {e:.4f}" for m, e in gap["fake_error_by_method"].items())
+        lines.append(f"{gap['split']}: real clips {gap['real_error']:.4f} (filled with their visible "
+                     f"mean colour instead: {gap['real_error_context_mean']:.4f}); fakes of the "
+                     f"same sources {gap['fake_error']:.4f} ({by_method}; {gap['real_clips']} "
+                     f"real, {gap['fake_clips']} fake clips)")
+    return lines
 
 
 def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:

@@ -7,7 +7,7 @@ import torch
 from models.st_mae import build_st_mae
 from preprocessing.demo_data import assign_splits
 from stage1_recover.data import augment_clip
-from stage1_recover.recover import context_mean_error
+from stage1_recover.recover import recovery_errors
 from stage1_recover.masking import TokenMasker
 
 
@@ -45,7 +45,7 @@ def test_context_mean_error_is_zero_for_a_flat_clip_and_positive_otherwise():
     textured[:, :, ::2] = -0.5  # stripes: no single colour fits them
     items = [{"video": flat, "token_mask": torch.from_numpy(mask)},
              {"video": textured, "token_mask": torch.from_numpy(mask)}]  # a dataset: len + []
-    errors = context_mean_error(model, items)
+    _, errors = recovery_errors(model, items, context_mean=True)
     assert errors[0] == pytest.approx(0.0, abs=1e-10)
     assert errors[1] > 0.1
 
