@@ -117,15 +117,19 @@ def stage_synth(args, cfg) -> int:
     return EXIT_OK
 
 
+def _metric(value: float | None) -> str:
+    """A selection metric for the one-line stage summaries ('n/a' when there was no validation)."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def stage_recover(args, cfg) -> int:
     from stage1_recover.recover import gap_lines, run_recover
 
     _need(args, "data", "run")
     summary = run_recover(args.data, args.run, cfg)
-    val = summary["best_val_loss"]
     print(f"stage 1 pretraining: masked-patch loss on the training clips "
           f"{summary['train_loss_at_init']:.4f} at init -> {summary['train_loss_trained']:.4f}; "
-          f"best validation {'n/a' if val is None else f'{val:.4f}'} -> {summary['best_checkpoint']}")
+          f"best validation {_metric(summary['best_val_loss'])} -> {summary['best_checkpoint']}")
     for line in gap_lines(summary["reconstruction_gap"]):
         print(f"  recovery error on {line}")
     for grid in summary["grids"]:
@@ -138,9 +142,8 @@ def stage_finetune(args, cfg) -> int:
 
     _need(args, "data", "run")
     summary = run_finetune(args.data, args.run, cfg)
-    auc = summary["best_val_auc"]
     print(f"stage 1 fine-tuning: best validation AUC "
-          f"{'n/a' if auc is None else f'{auc:.4f}'} -> {summary['best_checkpoint']}")
+          f"{_metric(summary['best_val_auc'])} -> {summary['best_checkpoint']}")
     return EXIT_OK
 
 
@@ -149,9 +152,8 @@ def stage_localize(args, cfg) -> int:
 
     _need(args, "data", "run")
     summary = run_localize(args.data, args.run, cfg)
-    best = summary["best_val_select"]
     print(f"stage 2: best validation (frame AUC + fake-frame IoU) / 2 = "
-          f"{'n/a' if best is None else f'{best:.4f}'} -> {summary['best_checkpoint']}")
+          f"{_metric(summary['best_val_select'])} -> {summary['best_checkpoint']}")
     return EXIT_OK
 
 
@@ -160,9 +162,8 @@ def stage_dadf(args, cfg) -> int:
 
     _need(args, "data", "run")
     summary = run_dadf(args.data, args.run, cfg)
-    best = summary["best_val_select"]
     print(f"DADF head: best validation (frame AUC + IoU) / 2 = "
-          f"{'n/a' if best is None else f'{best:.4f}'} -> {summary['best_checkpoint']}")
+          f"{_metric(summary['best_val_select'])} -> {summary['best_checkpoint']}")
     return EXIT_OK
 
 

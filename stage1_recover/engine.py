@@ -25,9 +25,18 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from common.config import TrainConfig
+from common.config import Config, TrainConfig, save_config
 from common.io import atomic_write_bytes, load_checkpoint, save_checkpoint
 from common.log import JsonLineLog, info, progress
+
+
+def open_run(cache: str | Path, run_dir: str | Path, config: Config) -> tuple[Path, Path]:
+    """A training stage's start: (cache, run dir) as paths, the run dir created, the config saved
+    in it (RUN_DIR/config.yaml: what rebuilt the run)."""
+    cache, run_dir = Path(cache), Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    return cache, run_dir
 
 
 class NonFiniteLossError(RuntimeError):

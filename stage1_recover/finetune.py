@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.config import Config, save_config
+from common.config import Config
 from common.io import atomic_write_json, load_checkpoint
 from common.log import info
 from evaluation.metrics import roc_auc
@@ -17,7 +17,7 @@ from models.adapters import DeepFakeAdapterEncoder
 from models.classifier import ClipClassifier
 from models.registry import build_model
 from stage1_recover.data import ClipStore, VideoClipDataset, labelled_splits
-from stage1_recover.engine import Engine
+from stage1_recover.engine import Engine, open_run
 from stage1_recover.recover import input_kwargs
 
 
@@ -69,9 +69,7 @@ def validation_metrics(model: ClipClassifier, dataset: VideoClipDataset) -> dict
 
 def run_finetune(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     cfg, inputs = config.finetune, config.recover
-    cache, run_dir = Path(cache), Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+    cache, run_dir = open_run(cache, run_dir, config)
     train_rows, val_rows, _ = labelled_splits(cache, config.holdout_methods, "fine-tuning")
     labels = np.array([r.label for r in train_rows])
     spec = {"builder": "clip_classifier", "kwargs": {**input_kwargs(inputs), "dropout": cfg.dropout,

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from common.config import Config, RecoverConfig, save_config
+from common.config import Config, RecoverConfig
 from common.io import atomic_write_bytes, atomic_write_json, load_checkpoint
 from common.log import info
 from models.registry import build_model
@@ -21,7 +21,7 @@ from models.st_mae import SpaceTimeMAE
 from preprocessing.regions import PART_NAMES
 from preprocessing.sample_cache import FaceClip
 from stage1_recover.data import ClipRow, ClipStore, VideoClipDataset, denormalize, select_rows
-from stage1_recover.engine import Engine, default_device
+from stage1_recover.engine import Engine, default_device, open_run
 from stage1_recover.masking import TokenMasker
 
 
@@ -151,9 +151,7 @@ def gap_lines(gaps: list[dict]) -> list[str]:
 
 def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     cfg = config.recover
-    cache, run_dir = Path(cache), Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+    cache, run_dir = open_run(cache, run_dir, config)
     train_rows = select_rows(cache, "train", labels={0})
     val_rows = select_rows(cache, "val", labels={0})
     if not train_rows:

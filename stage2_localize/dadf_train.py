@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.config import Config, save_config
+from common.config import Config
 from common.io import atomic_write_json
 from common.log import info
 from models.dadf import dadf_loss
 from models.registry import build_model
 from stage1_recover.data import ClipStore, labelled_splits
-from stage1_recover.engine import Engine
+from stage1_recover.engine import Engine, open_run
 from stage2_localize.localize import FrameDataset, validation_metrics
 
 
@@ -30,9 +30,7 @@ def _loss(model, batch):
 
 def run_dadf(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     cfg = config.dadf
-    cache, run_dir = Path(cache), Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+    cache, run_dir = open_run(cache, run_dir, config)
     train_rows, val_rows, _ = labelled_splits(cache, config.holdout_methods, "the DADF head")
     torch.manual_seed(cfg.seed)
     spec = dadf_spec(config)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.config import Config, LocalizeConfig, save_config
+from common.config import Config, LocalizeConfig
 from common.io import atomic_save_npz, atomic_write_json, load_checkpoint
 from common.log import info, progress
 from evaluation.metrics import roc_auc
@@ -24,7 +24,7 @@ from models.registry import build_model
 from preprocessing.regions import PART_NAMES
 from stage1_recover.data import (ClipRow, ClipStore, VideoClipDataset, frame_positions, normalize,
                                  labelled_splits, resize_frames)
-from stage1_recover.engine import Engine, default_device
+from stage1_recover.engine import Engine, default_device, open_run
 from stage1_recover.masking import TokenMasker
 from stage2_localize.losses import stage2_loss
 
@@ -213,9 +213,7 @@ def validation_metrics(model, dataset: FrameDataset) -> dict:
 
 def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     cfg = config.localize
-    cache, run_dir = Path(cache), Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+    cache, run_dir = open_run(cache, run_dir, config)
     train_rows, val_rows, methods = labelled_splits(cache, config.holdout_methods, "stage 2")
     store = ClipStore(cache)
     frames = config.recover.num_frames
