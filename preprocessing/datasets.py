@@ -38,6 +38,7 @@ class VideoEntry:
     mask_video: Path | None = None  # dataset-provided mask video (FF++)
     source_video: Path | None = None  # real video the fake was made from (difference masks)
     dataset: str = "folder"
+    mask_file: Path | None = None  # full-frame masks as .npz (key `mask`, uint8 [T, H, W]) or .npy
 
 
 def videos_under(folder: Path) -> list[Path]:
@@ -226,8 +227,10 @@ def _parse_label(value: str, where: str) -> int:
 
 
 def discover_manifest(csv_path: Path) -> list[VideoEntry]:
-    """A CSV with columns path, label[, method, source, split]; paths relative to the CSV's folder.
-    Listed files that do not exist are kept: preprocessing reports each as a failed row."""
+    """A CSV with columns path, label[, method, source, split, mask_path]; paths relative to the CSV's
+    folder. mask_path: a fake's full-frame masks, one per video frame (.npz with key `mask`, uint8
+    [T, H, W], > 127 = forged; or a mask video). Listed files that do not exist are kept:
+    preprocessing reports each as a failed row."""
     with csv_path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or [])
@@ -243,9 +246,17 @@ def discover_manifest(csv_path: Path) -> list[VideoEntry]:
             split = (row.get("split") or "").strip().lower()
             if split and split not in SPLITS:
                 raise LayoutError(f"{csv_path.name} line {line}: split must be one of {SPLITS}")
-            entries.append(VideoEntry(full, row["path"], label, method,
-                                      (row.get("source") or "").strip() or path.stem, split,
-                                      dataset="manifest"))
+            mask = (row.get("mask_path") or "").strip()
+            mask_path = None if not mask else Path(mask) if Path(mask).is_absolute() \
+                else csv_path.parent / mask
+            entry = VideoEntry(full, row["path"], label, method,
+                               (row.get("source") or "").strip() or path.stem, split,
+                               dataset="manifest")
+            if mask_path is not None and mask_path.suffix.lower() in (".npz", ".npy"):
+                entry.mask_file = mask_path
+            elif mask_path is not None:
+                entry.mask_video = mask_path
+            entries.append(entry)
     return entries
 
 

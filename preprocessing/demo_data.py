@@ -30,6 +30,7 @@ import numpy as np
 from common.config import Config
 from common.log import info, progress
 from preprocessing.datasets import VideoEntry
+from preprocessing.codecs import encode_video, jpeg_roundtrip
 from preprocessing.faces import FaceAnalyzer
 from preprocessing.preprocess import preprocess_video, row_for_clip
 from preprocessing.regions import clip_rois
@@ -148,15 +149,6 @@ def flip_clip(clip: FaceClip) -> FaceClip:
                     mask=None if clip.mask is None else clip.mask[:, :, ::-1].copy())
 
 
-def jpeg_roundtrip(frames: np.ndarray, quality: int) -> np.ndarray:
-    out = np.empty_like(frames)
-    for t, frame in enumerate(frames):
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-        out[t] = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    return out
-
-
 def _segment(sampled: SampledFrames, k: int, per_segment: int) -> SampledFrames:
     part = slice(k * per_segment, (k + 1) * per_segment)
     return SampledFrames(frames=sampled.frames[part], frame_index=sampled.frame_index[part],
@@ -237,15 +229,7 @@ def build_demo_dataset(out_dir: Path, cfg: Config, real_faces: Path | None = Non
 
 def export_clip_video(clip: FaceClip, path: Path, fps: int = 10) -> Path:
     """Write a FaceClip's frames as an H.264 video (the demo's test set, as files a user can score)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    size = clip.size
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    cmd = [ffmpeg_binary(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
-           "-s", f"{size}x{size}", "-r", str(fps), "-i", "pipe:", "-c:v", "libx264", "-preset",
-           "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", str(tmp)]
-    subprocess.run(cmd, input=np.ascontiguousarray(clip.frames).tobytes(), check=True)
-    tmp.replace(path)
-    return path
+    return encode_video(clip.frames, path, fps, crf=18, preset="veryfast")
 
 
 def export_split_videos(cache: Path, out: Path, split: str = "test") -> list[Path]:

@@ -44,6 +44,29 @@ def difference_mask(fake: np.ndarray, source: np.ndarray, threshold: int = 20) -
     return cv2.morphologyEx(binary, cv2.MORPH_CLOSE, kernel, iterations=2)
 
 
+def masks_from_mask_file(path: str | Path, frame_index: np.ndarray, crop_box: np.ndarray,
+                         scale: float, size: int, threshold: int = 127) -> np.ndarray:
+    """Masks stored as full-frame arrays (.npz key `mask`, or .npy; uint8 [T, H, W] in source
+    pixels, one per video frame) at the clip's frame indices -> uint8 [T, S, S] 0/255 crops."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            full = data["mask"] if "mask" in data.files else data[data.files[0]]
+    else:
+        full = np.load(path, allow_pickle=False)
+    if full.ndim != 3:
+        raise ValueError(f"{path.name}: masks must be [T, H, W], got shape {full.shape}")
+    picked = full[np.minimum(np.asarray(frame_index), len(full) - 1)]
+    binary = np.where(picked > threshold, 255, 0).astype(np.uint8)
+    if scale != 1.0:  # the frames were decoded scaled: scale the masks the same way
+        height, width = binary.shape[1:]
+        binary = np.stack([cv2.resize(m, (round(width * scale), round(height * scale)),
+                                      interpolation=cv2.INTER_NEAREST) for m in binary])
+    return _crop_masks(binary, crop_box, scale, size)
+
+
 def masks_from_difference(fake_frames: SampledFrames, source_frames: SampledFrames,
                           crop_box: np.ndarray, size: int, threshold: int = 20) -> np.ndarray:
     """Masks of a fake video from its source video, both sampled at the same frame indices."""

@@ -19,7 +19,8 @@ from common.io import atomic_write_json
 from common.log import info, progress
 from preprocessing.datasets import VideoEntry
 from preprocessing.faces import FaceAnalyzer, crop_square, to_crop_coords, warp_crop
-from preprocessing.masks import masks_from_difference, masks_from_mask_video
+from preprocessing.masks import (masks_from_difference, masks_from_mask_file,
+                                 masks_from_mask_video)
 from preprocessing.regions import clip_rois
 from preprocessing.sample_cache import (FORMAT_VERSION, FaceClip, clip_id_for, params_digest,
                                         write_index)
@@ -70,6 +71,10 @@ def preprocess_video(entry: VideoEntry, cfg: PreprocessConfig, analyzer: FaceAna
         mask = masks_from_mask_video(mask_frames, crop_box, cfg.crop_size)
         mask = _pad_frames(mask, len(crops))
         mask_source = "mask_video"
+    elif entry.mask_file is not None:
+        mask = masks_from_mask_file(entry.mask_file, sampled.frame_index, crop_box, sampled.scale,
+                                    cfg.crop_size)
+        mask_source = "mask_file"
     elif entry.source_video is not None:
         source = sample_frames(entry.source_video, cfg.num_frames, cfg.max_decode_side,
                                indices=sampled.frame_index)

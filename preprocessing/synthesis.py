@@ -139,16 +139,17 @@ def deformed_mask(groups: list[np.ndarray], size: int, p: dict[str, float],
     return mask * p["alpha"]
 
 
-def _box_window(box: np.ndarray, size: int, feather: float) -> np.ndarray:
-    """1 deep inside `box`, falling smoothly to 0 at its edges: confines a mask to a ROI."""
-    window = np.zeros((size, size), np.float32)
+def box_window(box: np.ndarray, shape: tuple[int, int], feather: float) -> np.ndarray:
+    """float32 [H, W]: 1 deep inside `box`, falling smoothly to 0 at its edges: confines a mask to a
+    ROI."""
+    window = np.zeros(shape, np.float32)
     inset = int(np.ceil(feather))
     x0, y0, x1, y1 = [int(v) for v in box]
     if x1 - x0 > 2 * inset + 2 and y1 - y0 > 2 * inset + 2:
         window[y0 + inset:y1 - inset, x0 + inset:x1 - inset] = 1.0
         kernel = inset * 2 + 1
         window = cv2.GaussianBlur(window, (kernel, kernel), max(0.5, inset / 2))
-    outside = np.ones((size, size), bool)
+    outside = np.ones(shape, bool)
     outside[y0:y1, x0:x1] = False
     window[outside] = 0.0
     return window
@@ -282,7 +283,7 @@ def synthesize(real: FaceClip, method: str, rng: np.random.Generator,
         weight = deformed_mask(groups, size, p, radial_noise, face_size)
         if method in PART_OF_METHOD:
             roi = real.rois[t, PART_NAMES.index(PART_OF_METHOD[method])]
-            weight *= _box_window(roi, size, p["feather"] * size / 224.0)
+            weight *= box_window(roi, (size, size), p["feather"] * size / 224.0)
         if method == "swap":
             source = colour_match(source, target, weight)
         source = sharpness_transform(colour_transform(source, p), p["sharpness"])

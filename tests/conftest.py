@@ -59,3 +59,24 @@ def real_faces() -> Path:
     if not (REAL_FACES / "manifest.csv").is_file():
         pytest.skip("../shared/real-faces is not present")
     return REAL_FACES
+
+
+@pytest.fixture(scope="session")
+def tiny_pool(tmp_path_factory, carphone) -> Path:
+    """A face pool of two people from the bundled data: the carphone clip (video) and the
+    astronaut photo of scikit-image; everyone trains."""
+    import shutil
+
+    import skimage
+
+    from common.config import PoolConfig
+    from preprocessing.face_pool import assign_people, build_pool, find_sources
+
+    inputs = tmp_path_factory.mktemp("pool_inputs")
+    shutil.copy(carphone, inputs / "carphone.mp4")
+    shutil.copy(Path(skimage.__file__).parent / "data" / "astronaut.png", inputs / "astronaut.png")
+    cfg = PoolConfig(frames_per_video=6, test_people=0, val_people=0, image_val_share=0.0)
+    out = tmp_path_factory.mktemp("pool")
+    sources = build_pool(assign_people(find_sources([inputs]), cfg), out, cfg)
+    assert {s.person for s in sources if s.frames} == {"carphone", "astronaut"}
+    return out
