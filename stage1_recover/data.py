@@ -19,6 +19,10 @@ from preprocessing.sample_cache import FaceClip, read_index
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# input scalings by name (a model's `input_norm`): ImageNet statistics, or EfficientNet-Lite's
+# (x - 127) / 128 in 0..255 units
+INPUT_STATS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+               "lite": (np.full(3, 127 / 255, np.float32), np.full(3, 128 / 255, np.float32))}
 
 
 @dataclass
@@ -117,9 +121,10 @@ def frame_positions(available: int, wanted: int, rng: np.random.Generator | None
     return np.minimum(np.arange(wanted), available - 1)
 
 
-def normalize(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [T, H, W, 3] -> float [3, T, H, W] ImageNet-normalized."""
-    x = (frames.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+def normalize(frames: np.ndarray, norm: str = "imagenet") -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float [3, T, H, W], scaled as INPUT_STATS[norm] says."""
+    mean, std = INPUT_STATS[norm]
+    x = (frames.astype(np.float32) / 255.0 - mean) / std
     return torch.from_numpy(np.ascontiguousarray(x.transpose(3, 0, 1, 2)))
 
 
@@ -173,6 +178,7 @@ class VideoClipDataset(Dataset):
         self.augment = train if augment is None else augment
         self.store = store or ClipStore(cache)
         self.epoch = 0
+        self.labels = np.array([r.label for r in rows])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -114,6 +114,10 @@ class Engine:
         self.index_fn = index_fn  # (epoch, count) -> sample order; e.g. meta-train/test halves
         self.rank, self.world = distributed()
         self.device = default_device()
+        if cfg.channels_last:  # faster 2-D convolutions on CPUs and GPUs alike
+            for module in model.modules():  # (a whole-model .to() refuses 5-D Conv3d weights)
+                if isinstance(module, torch.nn.Conv2d):
+                    module.to(memory_format=torch.channels_last)
         self.model = model.to(self.device)
         self.module = self.model  # unwrapped, for saving and evaluation
         # wrap_ddp=False: the loss calls the module functionally (torch.func), bypassing DDP's
@@ -122,6 +126,9 @@ class Engine:
         if self.world > 1 and wrap_ddp:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if not cfg.steps_per_epoch and len(train_set) > 10 ** 9:
+            raise ValueError(f"{name}: the training data is endless (online pairs): set "
+                             f"{name}.steps_per_epoch")
         self.steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_set) // cfg.batch_size)
         total = self.steps_per_epoch * cfg.epochs
         self.optimizer = (optimizer_factory(self.module) if optimizer_factory else
@@ -194,6 +201,7 @@ class Engine:
     def fit(self) -> EngineResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start, best, best_epoch = self._resume()
+        shown: dict[str, str] = {}  # the last validation numbers, kept on the progress bar
         for epoch in range(start, self.cfg.epochs):
             began = time.time()
             # reseeded per epoch: dropout & co. draw the same numbers whether or not we resumed
@@ -230,7 +238,7 @@ class Engine:
                 self.scheduler.step()
                 losses.append(loss.item())
                 if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", **shown)
             metrics = {}
             if self.rank == 0 and self.evaluate_fn is not None:
                 self.module.eval()
@@ -238,6 +246,8 @@ class Engine:
                                                      enabled=self.use_amp):
                     metrics = self.evaluate_fn(self.module)
             train_loss = float(np.mean(losses)) if losses else float("nan")
+            shown = {k: f"{v:.3f}" for k, v in metrics.items()
+                     if k in ("val_auc", "val_iou", "val_loss") and isinstance(v, float)}
             if self.rank == 0:
                 record = {"stage": self.name, "epoch": epoch + 1, "train_loss": train_loss,
                           "lr": self.optimizer.param_groups[0]["lr"],

@@ -16,9 +16,11 @@ from evaluation.metrics import roc_auc
 from models.adapters import DeepFakeAdapterEncoder
 from models.classifier import ClipClassifier
 from models.registry import build_model
+from preprocessing.face_pool import is_pool
 from stage1_recover.data import ClipStore, VideoClipDataset, labelled_splits
 from stage1_recover.engine import Engine, open_run
 from stage1_recover.recover import input_kwargs
+from training.online_data import OnlineClips, online_index_fn, online_sets
 
 
 class PretrainedKeysError(RuntimeError):
@@ -61,17 +63,39 @@ def clip_scores(model: ClipClassifier, dataset: VideoClipDataset, batch_size: in
 
 def validation_metrics(model: ClipClassifier, dataset: VideoClipDataset) -> dict:
     scores = clip_scores(model, dataset)
-    labels = np.array([r.label for r in dataset.rows])
+    labels = dataset.labels
     eps = 1e-6
     loss = -np.mean(labels * np.log(scores + eps) + (1 - labels) * np.log(1 - scores + eps))
     return {"val_loss": float(loss), "val_auc": roc_auc(labels, scores)}
 
 
+def _clip_sets(cache: Path, config: Config):
+    """(train set, val set or None, sampling weights, item order, description) from a FaceClip
+    cache or, online, from a face pool (training/online_data.py)."""
+    cfg, inputs = config.finetune, config.recover
+    if is_pool(cache):
+        train_set, val_set, _, about = online_sets(
+            cache, config, lambda maker, s: OnlineClips(maker, inputs.img_size, s,
+                                                        inputs.num_frames),
+            cfg.seed, config.online.val_clips, cfg.num_workers)
+        return train_set, val_set, None, online_index_fn, about
+    train_rows, val_rows, _ = labelled_splits(cache, config.holdout_methods, "fine-tuning")
+    store = ClipStore(cache)
+    train_set = VideoClipDataset(cache, train_rows, inputs.num_frames, inputs.img_size,
+                                 train=True, seed=cfg.seed, store=store)
+    val_set = VideoClipDataset(cache, val_rows, inputs.num_frames, inputs.img_size, train=False,
+                               seed=cfg.seed, store=store)
+    labels = train_set.labels
+    # balanced: each class drawn equally often, whatever the real:fake ratio of the cache
+    weights = (1.0 / np.bincount(labels)[labels]) if cfg.balanced else None
+    return (train_set, val_set if len(set(val_set.labels)) == 2 else None, weights, None,
+            f"{len(train_rows)} training clips ({int(labels.sum())} fake), {len(val_rows)} "
+            "validation")
+
+
 def run_finetune(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     cfg, inputs = config.finetune, config.recover
     cache, run_dir = open_run(cache, run_dir, config)
-    train_rows, val_rows, _ = labelled_splits(cache, config.holdout_methods, "fine-tuning")
-    labels = np.array([r.label for r in train_rows])
     spec = {"builder": "clip_classifier", "kwargs": {**input_kwargs(inputs), "dropout": cfg.dropout,
                                                      "tuning": cfg.tuning}}
     torch.manual_seed(cfg.seed)
@@ -95,19 +119,13 @@ def run_finetune(cache: str | Path, run_dir: str | Path, config: Config) -> dict
     total = sum(p.numel() for p in model.parameters())
     print(f"finetune: {trainable:,} of {total:,} parameters trainable "
           f"({trainable / total:.1%}, tuning: {cfg.tuning})")
-    info(f"finetune: {len(train_rows)} training clips ({int(labels.sum())} fake), "
-         f"{len(val_rows)} validation")
-    store = ClipStore(cache)
-    train_set = VideoClipDataset(cache, train_rows, inputs.num_frames, inputs.img_size,
-                                 train=True, seed=cfg.seed, store=store)
-    val_set = VideoClipDataset(cache, val_rows, inputs.num_frames, inputs.img_size, train=False,
-                               seed=cfg.seed, store=store)
-    # balanced: each class drawn equally often, whatever the real:fake ratio of the cache
-    weights = (1.0 / np.bincount(labels)[labels]) if cfg.balanced else None
-    has_val = len({r.label for r in val_rows}) == 2
+    train_set, val_set, weights, index_fn, about = _clip_sets(cache, config)
+    info(f"finetune: {about}")
     engine = Engine("finetune", model, run_dir, cfg, train_set, bce_loss, spec,
-                    evaluate_fn=(lambda m: validation_metrics(m, val_set)) if has_val else None,
-                    select_key="val_auc", select_mode="max", sample_weights=weights)
+                    evaluate_fn=(lambda m: validation_metrics(m, val_set))
+                    if val_set is not None else None,
+                    select_key="val_auc", select_mode="max", sample_weights=weights,
+                    index_fn=index_fn)
     result = engine.fit()
     summary = {"best_checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
                "best_val_auc": result.best_metric, "trainable_parameters": trainable,

@@ -12,27 +12,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from common.config import Config, LocalizeConfig
 from common.io import atomic_save_npz, atomic_write_json, load_checkpoint
 from common.log import info, progress
-from evaluation.metrics import roc_auc
-from meta.splits import split_by_method
+from evaluation.metrics import iou as frame_iou, roc_auc
 from meta.step import meta_step_loss
+from models.pretrained import load_imagenet_encoder, weights_file
 from models.registry import build_model
 from preprocessing.regions import PART_NAMES
-from stage1_recover.data import (ClipRow, ClipStore, VideoClipDataset, frame_positions, normalize,
-                                 labelled_splits, resize_frames)
+from stage1_recover.data import ClipRow, ClipStore, VideoClipDataset
 from stage1_recover.engine import Engine, default_device, open_run
 from stage1_recover.masking import TokenMasker
+from stage2_localize.frame_sets import frame_sets
 from stage2_localize.losses import stage2_loss
 
 
 def stage2_spec(cfg: LocalizeConfig) -> dict:
     return {"builder": "stage2_net", "kwargs": {
         "encoder_name": cfg.encoder, "map_size": cfg.map_size, "use_mapping": cfg.use_mapping,
-        "use_localizer": cfg.use_localizer}}
+        "use_localizer": cfg.use_localizer, "decoder_channels": list(cfg.decoder_channels)}}
 
 
 # --- recovered faces (stage 1 -> stage 2 targets) --------------------------------------------------
@@ -82,46 +81,6 @@ def recovered_faces(run_dir: Path, cache: Path, rows: list[ClipRow], config: Con
     return out
 
 
-# --- per-frame dataset -----------------------------------------------------------------------------
-
-class FrameDataset(Dataset):
-    """Items: one frame of one clip (the frames stage 1 looks at): input face, mask, recovered face."""
-
-    def __init__(self, rows: list[ClipRow], store: ClipStore, frames_per_clip: int, img_size: int,
-                 recovered: dict[str, np.ndarray] | None, train: bool, seed: int = 0):
-        self.rows, self.store, self.img_size = rows, store, img_size
-        self.frames_per_clip, self.recovered = frames_per_clip, recovered
-        self.train, self.seed, self.epoch = train, seed, 0
-        self.items = [(r, k) for r in range(len(rows)) for k in range(frames_per_clip)]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict:
-        row_index, k = self.items[index]
-        row = self.rows[row_index]
-        clip = self.store.get(row.clip)
-        t = int(frame_positions(clip.num_frames, self.frames_per_clip, None)[k])
-        face = resize_frames(clip.frames[t:t + 1], self.img_size)
-        mask = np.zeros((1, clip.size, clip.size), np.uint8) if clip.mask is None else \
-            clip.mask[t:t + 1]
-        mask = resize_frames(mask[..., None].repeat(3, -1), self.img_size)[..., 0]
-        item = {"input": normalize(face)[:, 0], "mask": torch.from_numpy(
-            (mask > 127).astype(np.float32)), "label": torch.tensor(float(row.label)),
-            "index": index}
-        if self.recovered is not None:
-            item["recovered"] = torch.from_numpy(self.recovered[row.clip][k].astype(np.float32))
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        if self.train and rng.random() < 0.5:  # flip face, mask and target together
-            for key in ("input", "mask", "recovered"):
-                if key in item:
-                    item[key] = item[key].flip(-1)
-        return item
-
-
 # --- training --------------------------------------------------------------------------------------
 
 def _optimizer(cfg: LocalizeConfig):
@@ -155,34 +114,8 @@ def make_loss(cfg: LocalizeConfig):
     return meta if cfg.meta else plain
 
 
-def meta_index_fn(dataset: FrameDataset, cfg: LocalizeConfig):
-    """Each batch: first half from the meta-train side, second half from the meta-test side of the
-    epoch's split (meta/splits.py); real and fake drawn equally often on each side."""
-    rows = dataset.rows
-    per_clip = dataset.frames_per_clip
-
-    def index_fn(epoch: int, count: int) -> list[int]:
-        rng = np.random.default_rng([cfg.seed, epoch, 11])
-        split = split_by_method([r.method for r in rows], [r.source or r.clip for r in rows],
-                                [r.label for r in rows], rng)
-        half = cfg.batch_size // 2
-        pools = []
-        for side in (split.train, split.test):
-            items = np.array([i * per_clip + k for i in side for k in range(per_clip)])
-            labels = np.array([rows[i].label for i in side for _ in range(per_clip)])
-            weights = 1.0 / np.bincount(labels, minlength=2)[labels]
-            pools.append((items, weights / weights.sum()))
-        order = []
-        for _ in range(count // cfg.batch_size):
-            for items, p in pools:
-                order.extend(rng.choice(items, half, p=p).tolist())
-        return order
-
-    return index_fn
-
-
 @torch.no_grad()
-def frame_outputs(model, dataset: FrameDataset, batch_size: int = 16) -> dict[str, np.ndarray]:
+def frame_outputs(model, dataset, batch_size: int = 16) -> dict[str, np.ndarray]:
     """s2 per item and mask probabilities [N, S, S] (at the stage-2 input size)."""
     device = next(model.parameters()).device
     scores, masks = [], []
@@ -194,14 +127,14 @@ def frame_outputs(model, dataset: FrameDataset, batch_size: int = 16) -> dict[st
     return {"s2": np.concatenate(scores), "mask": np.concatenate(masks)}
 
 
-def validation_metrics(model, dataset: FrameDataset) -> dict:
+def validation_metrics(model, dataset) -> dict:
+    """Frame AUC of s2 and the mean IoU on fake frames, on a dataset with a `labels` array
+    (FrameDataset, or training/online_data.py's FixedSet)."""
     out = frame_outputs(model, dataset)
-    labels = np.array([dataset.rows[r].label for r, _ in dataset.items])
+    labels = dataset.labels
     gt = torch.stack([dataset[i]["mask"][0] for i in range(len(dataset))]).numpy() > 0.5
     pred = out["mask"] > 0.5
-    inter = (pred & gt).sum(axis=(1, 2))
-    union = (pred | gt).sum(axis=(1, 2))
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    iou = np.array([frame_iou(p, g) for p, g in zip(pred, gt)])
     auc = roc_auc(labels, out["s2"])
     mean_iou = float(iou[labels == 1].mean()) if (labels == 1).any() else float("nan")
     # stage 2 both detects and localizes: select on both (an epoch whose AUC is noise but whose
@@ -212,36 +145,34 @@ def validation_metrics(model, dataset: FrameDataset) -> dict:
 
 
 def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
+    """Train stage 2 on `cache`: a FaceClip cache, or a face pool (online pairs)."""
     cfg = config.localize
     cache, run_dir = open_run(cache, run_dir, config)
-    train_rows, val_rows, methods = labelled_splits(cache, config.holdout_methods, "stage 2")
-    store = ClipStore(cache)
-    frames = config.recover.num_frames
-    recovered = None
-    if cfg.use_stage1 and cfg.use_mapping:
-        recovered = recovered_faces(run_dir, cache, train_rows, config, store)
     torch.manual_seed(cfg.seed)
     spec = stage2_spec(cfg)
     model = build_model(spec)
-    train_set = FrameDataset(train_rows, store, frames, cfg.img_size, recovered, train=True,
-                             seed=cfg.seed)
-    # validation looks at 4 of each clip's frames: enough to rank epochs, half the cost
-    val_set = FrameDataset(val_rows, store, min(4, frames), cfg.img_size, None, train=False,
-                           seed=cfg.seed)
-    labels = np.array([train_rows[r].label for r, _ in train_set.items])
-    info(f"localize: {len(train_rows)} training clips ({len(train_set)} frames; methods "
-         f"{sorted(methods) if methods else 'all'}), {len(val_rows)} validation clips; meta-learning "
+    if cfg.encoder_weights == "imagenet" and cfg.use_localizer:
+        loaded = load_imagenet_encoder(model.localizer.unet.encoder, cfg.encoder)
+        info(f"localize: {cfg.encoder} starts from ImageNet weights ({loaded} tensors, "
+             f"{weights_file(cfg.encoder).name})")
+    elif cfg.encoder_weights not in ("imagenet", "none"):
+        raise ValueError(f"localize.encoder_weights must be imagenet or none, "
+                         f"got {cfg.encoder_weights!r}")
+    wants_target = cfg.use_stage1 and cfg.use_mapping
+    sets = frame_sets(cache, config, cfg.img_size, model.input_norm, cfg.seed, cfg.batch_size,
+                      cfg.meta, cfg.num_workers,
+                      (lambda rows, store: recovered_faces(run_dir, cache, rows, config, store))
+                      if wants_target else None)
+    methods = sets.methods
+    info(f"localize: {sets.description}; methods {methods or 'all'}; meta-learning "
          f"{'on' if cfg.meta else 'off'}, mapping {'on' if cfg.use_mapping else 'off'}, "
          f"localizer {'on' if cfg.use_localizer else 'off'}, stage-1 target "
-         f"{'on' if recovered is not None else 'off'}")
-    has_val = len({r.label for r in val_rows}) == 2
+         f"{'on' if wants_target else 'off'}")
     engine = Engine(
-        "localize", model, run_dir, cfg, train_set, make_loss(cfg), spec,
-        evaluate_fn=(lambda m: validation_metrics(m, val_set)) if has_val else None,
-        select_key="val_select", select_mode="max",
-        sample_weights=None if cfg.meta else 1.0 / np.bincount(labels)[labels],
-        optimizer_factory=_optimizer(cfg),
-        index_fn=meta_index_fn(train_set, cfg) if cfg.meta else None, wrap_ddp=not cfg.meta)
+        "localize", model, run_dir, cfg, sets.train, make_loss(cfg), spec,
+        evaluate_fn=(lambda m: validation_metrics(m, sets.val)) if sets.val is not None else None,
+        select_key="val_select", select_mode="max", sample_weights=sets.sample_weights,
+        optimizer_factory=_optimizer(cfg), index_fn=sets.index_fn, wrap_ddp=not cfg.meta)
     result = engine.fit()
     summary = {"best_checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
                "best_val_select": result.best_metric, "train_methods": sorted(methods or []),

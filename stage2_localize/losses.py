@@ -17,20 +17,26 @@ def map_loss(mapped: torch.Tensor, recovered: torch.Tensor) -> torch.Tensor:
 
 
 def dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    inter = (prob * target).flatten(1).sum(1)
-    total = prob.flatten(1).sum(1) + target.flatten(1).sum(1)
-    return (1 - (2 * inter + eps) / (total + eps)).mean()
+    """Soft Dice over the whole batch. Per image, a real face's empty mask would make any faint
+    positive anywhere cost as much as missing a whole forged region; over the batch, a real face's
+    false positives count as false positives and nothing more."""
+    inter = (prob * target).sum()
+    total = prob.sum() + target.sum()
+    return 1 - (2 * inter + eps) / (total + eps)
 
 
 def loc_loss(mask_logits: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
-    """mask_logits [B, 1, S, S] vs target [B, 1, S, S] in [0, 1]. kind: mse (paper) | bce_dice."""
+    """mask_logits [B, 1, S, S] vs target [B, 1, S, S] in [0, 1]. kind: mse (paper) | bce (Face
+    X-ray's pixel-wise cross-entropy) | bce_dice."""
     mask_logits = mask_logits.float()
     if kind == "mse":
         return F.mse_loss(torch.sigmoid(mask_logits), target)
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(mask_logits, target)
     if kind == "bce_dice":
         return F.binary_cross_entropy_with_logits(mask_logits, target) + \
             dice_loss(torch.sigmoid(mask_logits), target)
-    raise ValueError(f"unknown localization loss {kind!r} (mse or bce_dice)")
+    raise ValueError(f"unknown localization loss {kind!r} (mse, bce or bce_dice)")
 
 
 def cls_loss(logit: torch.Tensor, label: torch.Tensor) -> torch.Tensor:

@@ -135,13 +135,14 @@ class _MaskEchoNet(torch.nn.Module):
 
 
 class _Frames:
-    """The parts of FrameDataset that validation_metrics reads: rows, items, [i] -> input, mask."""
+    """The parts of FrameDataset that validation_metrics reads: labels, [i] -> input, mask."""
 
     def __init__(self, size=32):
         rng = np.random.default_rng(0)
         self.rows = [ClipRow(f"c{i}", i % 2, "blend" if i % 2 else "real", "val", f"c{i}")
                      for i in range(6)]
         self.items = [(r, k) for r in range(6) for k in range(2)]
+        self.labels = np.array([self.rows[r].label for r, _ in self.items])
         self.data = []
         for r, _ in self.items:
             mask = np.zeros((1, size, size), np.float32)

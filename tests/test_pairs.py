@@ -1,0 +1,95 @@
+"""Online training pairs from a face pool: labels, masks, exactness, reproducibility."""
+import numpy as np
+import pytest
+import torch
+
+from common.config import OnlineConfig
+from preprocessing.face_pool import FacePool
+from preprocessing.synthesis import METHODS
+from training.online_data import OnlineClips, OnlineFrames, fixed_set, online_index_fn
+from training.pairs import PairMaker
+
+
+@pytest.fixture(scope="module")
+def pool(tiny_pool):
+    return FacePool(tiny_pool)
+
+
+def test_the_pool_keeps_wide_crops_with_landmarks(pool):
+    assert pool.kinds() == {"video": ["carphone"], "image": ["astronaut"]}
+    crops, points = pool.crops[0], pool.landmarks[0]
+    assert crops.dtype == np.uint8 and crops.shape[1:] == (pool.crop_size, pool.crop_size, 3)
+    assert points.shape == (len(crops), 68, 2)
+    # the landmarks sit in the middle of the wide crop (margin 1.8 around their box)
+    span = points.max(axis=1) - points.min(axis=1)
+    assert np.allclose(span.max(axis=1), pool.crop_size / 1.8, rtol=0.02)
+
+
+@pytest.mark.parametrize("blend_at", ["source", "crop"])
+def test_a_fake_differs_from_its_real_only_where_its_source_went_in(pool, blend_at):
+    cfg = OnlineConfig(codec="none", blend_at=blend_at)  # no codec: exact comparison
+    maker = PairMaker(pool, cfg)
+    for k in range(12):
+        pair = maker.make((3, k))
+        assert pair.real.shape == pair.fake.shape == (1, 224, 224, 3)
+        changed = np.any(pair.fake != pair.real, axis=3)
+        touched = pair.touched > 0
+        # resizing to the crop mixes a pixel with its neighbours: allow one pixel of spread
+        near = torch.nn.functional.max_pool2d(torch.from_numpy(touched[:, None].astype(np.float32)),
+                                              3, 1, 1)[:, 0].numpy() > 0
+        assert not changed[~near].any(), (k, pair.method)
+        assert pair.mask.any(), (k, pair.method)
+        assert not (pair.mask > 0)[~near].any(), (k, pair.method)
+
+
+def test_masks_are_never_empty_and_every_method_comes_up(pool):
+    maker = PairMaker(pool, OnlineConfig())
+    seen = set()
+    for k in range(40):
+        pair = maker.make((0, k))
+        seen.add(pair.method)
+        assert (pair.mask > 0).sum() >= 16, (k, pair.method)
+        visible = np.abs(pair.fake.astype(int) - pair.real).max(axis=3)[pair.mask > 0]
+        assert visible.mean() >= 1.0, (k, pair.method)
+    assert seen == set(METHODS)
+
+
+def test_pairs_are_reproducible_and_the_real_needs_no_fake(pool):
+    maker = PairMaker(pool, OnlineConfig())
+    first, again = maker.make((7, 1)), maker.make((7, 1))
+    assert np.array_equal(first.fake, again.fake) and np.array_equal(first.mask, again.mask)
+    alone = maker.make((7, 1), fake=False)
+    assert alone.fake is None and np.array_equal(alone.real, first.real)
+    assert not np.array_equal(maker.make((7, 2)).real, first.real)
+
+
+def test_labels_line_up_with_items(pool):
+    frames = OnlineFrames(PairMaker(pool, OnlineConfig()), 64, "lite", seed=1)
+    for index in range(8):
+        item = frames[index]
+        assert item["input"].shape == (3, 64, 64) and item["mask"].shape == (1, 64, 64)
+        assert item["label"].item() == index % 2
+        assert (item["mask"].sum() > 0) == bool(index % 2)
+        assert (item["method"] == "real") == (index % 2 == 0)
+    # an item is the same whichever worker makes it
+    assert torch.equal(frames[5]["input"], OnlineFrames(frames.maker, 64, "lite", seed=1)[5]["input"])
+    assert online_index_fn(2, 4) == [8, 9, 10, 11]
+
+
+def test_clips_and_fixed_sets(pool):
+    clips = OnlineClips(PairMaker(pool, OnlineConfig(methods=["blend", "swap"])), 32, seed=0,
+                        num_frames=4)
+    fixed = fixed_set(clips, 3)
+    assert len(fixed) == 6 and list(fixed.labels) == [0, 1] * 3
+    assert fixed[1]["video"].shape == (3, 4, 32, 32)
+
+
+def test_meta_batches_forge_each_half_with_its_own_methods(pool):
+    frames = OnlineFrames(PairMaker(pool, OnlineConfig()), 32, seed=0, meta_batch=8)
+    frames.set_epoch(0)
+    train_methods, test_methods = frames.side_methods
+    assert train_methods and test_methods and not set(train_methods) & set(test_methods)
+    for index in range(16):
+        if index % 2:
+            side = train_methods if index % 8 < 4 else test_methods
+            assert frames[index]["method"] in side
