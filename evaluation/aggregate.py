@@ -1,4 +1,4 @@
-"""Frame / clip scores -> one video score, and the fusion of the two stages.
+"""Frame / clip scores -> one video score (the branches' fusion is evaluation/fusion.py).
 
 Aggregators: `mean` (default), `max`, and `confident` (the rule of the DFDC winning solution,
 Seferbekov 2020): if a large share of frames is confidently fake (> 0.8), average those; else if
@@ -30,9 +30,3 @@ def aggregate(scores, how: str = "mean") -> float:
             return float(scores[real].mean())
         return float(scores.mean())
     raise ValueError(f"unknown aggregator {how!r}; choose from {AGGREGATORS}")
-
-
-def fuse(*stage_scores: float | None) -> float:
-    """Delocate's final score: the mean of the available stages' scores (s1, s2, [DADF])."""
-    present = [s for s in stage_scores if s is not None and not np.isnan(s)]
-    return float(np.mean(present)) if present else float("nan")

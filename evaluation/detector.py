@@ -2,8 +2,9 @@
 
 s1: the stage-1 classifier over disjoint windows of the clip's frames; s2 and the forgery mask: the
 stage-2 network on every frame; video scores aggregate windows / frames (evaluation/aggregate.py) and
-the fused score is their mean. Inference is per clip and deterministic, so a video gets the same score
-alone or in a batch.
+the fused score is the run's fusion of them (evaluation/fusion.py: fitted on validation videos, or the
+paper's mean). Inference is per clip and deterministic, so a video gets the same score alone or in a
+batch.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import torch
 
 from common.config import Config, load_config
 from common.io import load_checkpoint
-from evaluation.aggregate import aggregate, fuse
+from common.log import info
+from evaluation.aggregate import aggregate
+from evaluation.fusion import Fusion
 from models.registry import build_model
 from preprocessing.sample_cache import FaceClip
 from stage1_recover.data import frame_positions, normalize, resize_frames
@@ -33,12 +36,12 @@ class ClipPrediction:
     s2: float | None
     fused: float
     aggregator: str
+    fused_frames: np.ndarray  # [T] the fusion of the branches' frame scores
     dadf_frames: np.ndarray | None = None  # [T] the DADF head's frame scores, when enabled
     dadf: float | None = None
 
     def frame_fused(self) -> np.ndarray:
-        parts = [p for p in (self.s1_frames, self.s2_frames, self.dadf_frames) if p is not None]
-        return np.mean(parts, axis=0)
+        return self.fused_frames
 
 
 class Detector:
@@ -58,7 +61,19 @@ class Detector:
                                     "localize_best): train with --stage finetune / localize first")
         if self.stage2 is not None and not self.config.localize.use_stage1:
             self.classifier = None  # ablation "without stage 1": the score is s2 alone
+        self.fusion = Fusion.load(self.run_dir / "fusion.json") \
+            if self.config.evaluate.fusion == "fitted" else Fusion()
+        if not self.fusion.fits(self.branches):
+            info(f"{self.run_dir / 'fusion.json'} was fitted for branches {self.fusion.branches}, "
+                 f"this run has {self.branches}: the mean is used until --stage evaluate refits it")
+            self.fusion = Fusion()
         self.run_id = self._run_id()
+
+    @property
+    def branches(self) -> list[str]:
+        """The scores this run gives: s1, s2, dadf (those it has models for)."""
+        return [name for name, model in (("s1", self.classifier), ("s2", self.stage2),
+                                         ("dadf", self.dadf)) if model is not None]
 
     def _load(self, name: str):
         path = self.run_dir / name
@@ -72,7 +87,7 @@ class Detector:
     def _run_id(self) -> str:
         digest = hashlib.sha1()
         for name in ("finetune_best.safetensors", "localize_best.safetensors",
-                     "dadf_best.safetensors"):
+                     "dadf_best.safetensors", "fusion.json"):
             path = self.run_dir / name
             if path.is_file():
                 digest.update(path.read_bytes())
@@ -110,10 +125,11 @@ class Detector:
     def _frames(self, model, clip: FaceClip, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """A per-frame model (stage 2 or DADF): frame scores [T] and masks [T, S, S] at crop size."""
         size = self.config.localize.img_size
+        norm = getattr(model, "input_norm", "imagenet")
         scores, masks = [], []
         for start in range(0, clip.num_frames, batch_size):
             frames = resize_frames(clip.frames[start:start + batch_size], size)
-            faces = normalize(frames).transpose(0, 1).to(self.device)  # [B, 3, S, S]
+            faces = normalize(frames, norm).transpose(0, 1).to(self.device)  # [B, 3, S, S]
             out = model(faces)
             scores.append(torch.sigmoid(out["cls_logit"].float()).cpu().numpy())
             probs = torch.sigmoid(out["mask_logits"].float())[:, 0].cpu().numpy()
@@ -138,5 +154,7 @@ class Detector:
             # the DADF mask joins stage 2's (averaged); alone, it is the mask
             masks = dadf_masks if masks is None else \
                 ((masks.astype(np.float32) + dadf_masks.astype(np.float32)) / 2).astype(np.float16)
-        return ClipPrediction(s1_frames, s2_frames, masks, s1, s2, fuse(s1, s2, dadf),
-                              self.aggregator, dadf_frames, dadf)
+        fused = self.fusion({"s1": s1, "s2": s2, "dadf": dadf})
+        fused_frames = self.fusion({"s1": s1_frames, "s2": s2_frames, "dadf": dadf_frames})
+        return ClipPrediction(s1_frames, s2_frames, masks, s1, s2, fused, self.aggregator,
+                              np.asarray(fused_frames, float), dadf_frames, dadf)

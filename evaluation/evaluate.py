@@ -14,6 +14,7 @@ import numpy as np
 from common.io import atomic_write_json
 from common.log import info, progress
 from evaluation.detector import Detector
+from evaluation.fusion import fit_fusion
 from evaluation.metrics import (best_threshold, bootstrap_auc, detection_metrics,
                                 localization_metrics)
 from preprocessing.sample_cache import FaceClip
@@ -23,12 +24,14 @@ SCORES = ["s1", "s2", "dadf", "fused"]  # dadf: only when the run has the DADF h
 
 
 def predict_split(detector: Detector, cache: Path, split: str) -> list[dict]:
-    """Per clip: label, method, video scores, per-frame scores, localization per fake frame."""
+    """Per clip: label, method, video scores, per-frame scores, localization per fake frame.
+    split "all": every clip of the cache, whatever its split (e.g. a test-only dataset)."""
     records = []
-    for row in progress(select_rows(cache, split), f"evaluate {split}", unit="clip"):
+    rows = select_rows(cache, None if split == "all" else split)
+    for row in progress(rows, f"evaluate {split}", unit="clip"):
         clip = FaceClip.load(cache / f"{row.clip}.npz")
         pred = detector.predict_clip(clip)
-        record = {"clip": row.clip, "label": row.label, "method": row.method,
+        record = {"clip": row.clip, "label": row.label, "method": row.method, "split": split,
                   "video": {"s1": pred.s1, "s2": pred.s2, "dadf": pred.dadf, "fused": pred.fused},
                   "frames": {"s1": pred.s1_frames, "s2": pred.s2_frames, "dadf": pred.dadf_frames,
                              "fused": pred.frame_fused()},
@@ -82,14 +85,26 @@ def _localization_table(records: list[dict]) -> dict:
 
 def run_evaluate(cache: str | Path, run_dir: str | Path, split: str = "test",
                  val_cache: str | Path | None = None, out_dir: str | Path | None = None,
-                 aggregator: str | None = None) -> dict:
+                 aggregator: str | None = None, fit: bool = True) -> dict:
+    """Tables of `split`. fit=True (a run being finished): the fusion (when fitted) and the verdict
+    threshold are chosen on the validation split and saved in the run; fit=False (a finished model,
+    e.g. the shipped one): the run is only read, its fusion kept, and `out_dir` must be given."""
     cache, run_dir = Path(cache), Path(run_dir)
+    if not fit and out_dir is None:
+        raise ValueError("run_evaluate(fit=False) writes nothing into the run: give out_dir")
     detector = Detector(run_dir, aggregator=aggregator)
     val_cache = Path(val_cache) if val_cache else cache
     if val_cache == cache and split == "val":
         raise ValueError("evaluating the val split: pass --val-data with another cache to choose "
                          "the threshold, so nothing is selected on the data evaluated")
     val_records = predict_split(detector, val_cache, "val")
+    if fit and detector.config.evaluate.fusion == "fitted":
+        fusion = fit_fusion(val_records, f"{val_cache} (val split)")
+        fusion.save(run_dir / "fusion.json")
+        detector.fusion, detector.run_id = fusion, detector._run_id()
+        for record in val_records:  # the validation videos' fused scores under the new fusion
+            record["video"]["fused"] = fusion(record["video"])
+        print(f"fusion: {fusion.describe()} -> {run_dir / 'fusion.json'}")
     thresholds = {}
     for score in SCORES:
         labels = [r["label"] for r in val_records if r["video"][score] is not None]
@@ -105,7 +120,7 @@ def run_evaluate(cache: str | Path, run_dir: str | Path, split: str = "test",
     result = {
         "data": str(cache), "split": split, "threshold_chosen_on": f"{val_cache} (val split)",
         "run": str(run_dir), "model_run_id": detector.run_id, "aggregator": detector.aggregator,
-        "thresholds": thresholds,
+        "thresholds": thresholds, "fusion": detector.fusion.describe(),
         "video": _table(records, "video", thresholds, bootstrap),
         "frame": _table(records, "frame", thresholds, 0),
         "localization": _localization_table(records),
@@ -113,7 +128,7 @@ def run_evaluate(cache: str | Path, run_dir: str | Path, split: str = "test",
     }
     out_dir = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
     atomic_write_json(out_dir / "metrics.json", result)
-    if "fused" in thresholds:
+    if fit and "fused" in thresholds:
         atomic_write_json(run_dir / "threshold.json", {
             "threshold": thresholds["fused"], "chosen_on": f"{val_cache} (val split)",
             "score": "fused", "aggregator": detector.aggregator, "model_run_id": detector.run_id})

@@ -83,12 +83,22 @@ def accuracy(labels, scores, threshold: float = 0.5) -> float:
     return float(((scores >= threshold).astype(int) == labels).mean()) if len(labels) else float("nan")
 
 
+def balanced_accuracy(labels, scores, threshold: float = 0.5) -> float:
+    """Mean of the accuracies on reals and on fakes: blind to how many of each there are."""
+    labels, scores = _check(labels, scores)
+    parts = [float(((scores >= threshold).astype(int) == labels)[labels == c].mean())
+             for c in (0, 1) if (labels == c).any()]
+    return float(np.mean(parts)) if parts else float("nan")
+
+
 def best_threshold(labels, scores) -> float:
-    """The threshold with the highest accuracy on (validation) data; midpoints between scores."""
+    """The threshold with the highest balanced accuracy on (validation) data; midpoints between
+    scores. Balanced, because validation sets hold several fakes per real (one per method): plain
+    accuracy would pick a threshold that calls every video fake."""
     labels, scores = _check(labels, scores)
     unique = np.unique(scores)
     candidates = np.r_[unique[0] - 1e-6, (unique[:-1] + unique[1:]) / 2, unique[-1] + 1e-6]
-    accs = [accuracy(labels, scores, t) for t in candidates]
+    accs = [balanced_accuracy(labels, scores, t) for t in candidates]
     return float(candidates[int(np.argmax(accs))])
 
 

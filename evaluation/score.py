@@ -110,9 +110,9 @@ def _error_row(entry: VideoEntry, clip_id: str, reason: str, run_id: str) -> dic
 
 
 def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
-              workers: int | None = None) -> ScoreSummary:
+              workers: int | None = None, aggregator: str | None = None) -> ScoreSummary:
     out = Path(out_dir)
-    detector = Detector(run_dir)
+    detector = Detector(run_dir, aggregator=aggregator)
     threshold, threshold_source = detector.threshold
     entries = collect_entries(inputs)
     if not entries:
@@ -130,8 +130,9 @@ def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
         if pre["status"] != "ok":
             row = _error_row(entry, clip_id, pre["error"], detector.run_id)
             failed += 1
-        elif earlier.get("model_run_id") == detector.run_id and earlier.get("threshold") == threshold:
-            row = earlier  # already scored by this model at this threshold
+        elif (earlier.get("model_run_id") == detector.run_id and earlier.get("threshold") == threshold
+              and earlier.get("aggregator") == detector.aggregator):
+            row = earlier  # already scored by this model at this threshold and aggregator
             reused += 1
         else:
             try:
@@ -150,8 +151,8 @@ def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
     write_index_html(out / "index.html", rows, {
         "model run": str(Path(run_dir).resolve()), "model run id": detector.run_id,
         "threshold": f"{threshold:.4f} ({threshold_source})", "aggregator": detector.aggregator,
-        "fused score": "mean of s1 (stage 1), s2 (stage 2)"
-                       + (" and the DADF head" if detector.dadf is not None else ""),
+        "branches": ", ".join(detector.branches),
+        "fused score": detector.fusion.describe(),
         "preprocessing": json.dumps(clip_params(detector.config.preprocess)),
         "videos": len(rows), "failed": failed})
     return ScoreSummary(len(rows), failed, reused, out)

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve as sk_roc_curve
 
-from evaluation.aggregate import aggregate, fuse
-from evaluation.metrics import (accuracy, average_precision, best_threshold, bootstrap_auc, eer,
-                                iinc, iou, localization_metrics, pbca, roc_auc)
+from evaluation.aggregate import aggregate
+from evaluation.fusion import Fusion
+from evaluation.metrics import (accuracy, average_precision, balanced_accuracy, best_threshold,
+                                bootstrap_auc, eer, iinc, iou, localization_metrics, pbca, roc_auc)
 
 
 def test_hand_computed_detection_case():
@@ -17,6 +18,17 @@ def test_hand_computed_detection_case():
     assert accuracy(labels, scores, 0.5) == pytest.approx(0.75)
     assert eer(labels, scores) == pytest.approx(0.5)
     assert accuracy(labels, scores, best_threshold(labels, scores)) == pytest.approx(0.75)
+
+
+def test_the_threshold_is_not_fooled_by_more_fakes_than_reals():
+    # five fakes per real: calling every video fake already scores accuracy 5/6
+    labels = [0] * 4 + [1] * 20
+    scores = [0.2, 0.4, 0.5, 0.6] + [0.1] * 4 + [0.7] * 16
+    assert accuracy(labels, scores, 0.0) == pytest.approx(20 / 24)
+    assert balanced_accuracy(labels, scores, 0.0) == pytest.approx(0.5)
+    threshold = best_threshold(labels, scores)
+    assert 0.6 < threshold < 0.7  # every real below, the 16 clear fakes above
+    assert balanced_accuracy(labels, scores, threshold) == pytest.approx((1 + 16 / 20) / 2)
 
 
 def test_perfect_and_tied_scores():
@@ -77,4 +89,6 @@ def test_aggregators_and_fusion():
     assert aggregate([0.05] * 19 + [0.6], "confident") == pytest.approx(0.05)
     with pytest.raises(ValueError):
         aggregate(scores, "median-ish")
-    assert fuse(0.2, 0.6) == pytest.approx(0.4) and fuse(None, 0.6) == 0.6
+    mean = Fusion()  # the paper's rule
+    assert mean({"s1": 0.2, "s2": 0.6}) == pytest.approx(0.4)
+    assert mean({"s1": None, "s2": 0.6}) == 0.6
