@@ -14,20 +14,29 @@ STAGES = {
                   "--input DIR|GLOB|VIDEO|manifest.csv --dataset NAME --out CACHE_DIR [--workers N]",
     "synth": "real FaceClips -> fake FaceClips with exact masks (self-blended, part, swap). "
              "--data REAL_CACHE --out FAKE_CACHE [--methods blend,part-eyes,...]",
+    "pool": "real videos and photos -> a face pool for online training (wide face crops at source "
+            "resolution, split by person; the stages train on it with --data POOL). "
+            "--input DIR [DIR ...] --out POOL",
+    "forge": "real videos -> forged videos (H.264) with full-frame masks and a manifest.csv, made "
+             "as third-party tools make them (a fixed test set). --input DIR --out DIR",
     "recover": "stage 1: pretrain the space-time MAE on REAL clips (facial-part ROI masking). "
                "--data CACHE --run RUN_DIR",
     "finetune": "stage 1: fine-tune the MAE encoder as a real/fake classifier (score s1). "
-                "--data CACHE --run RUN_DIR",
+                "--data CACHE|POOL --run RUN_DIR",
     "localize": "stage 2: mapping module + SE-UNet-SCSE localizer with meta-learning (score s2, "
-                "masks). --data CACHE --run RUN_DIR",
+                "masks). --data CACHE|POOL --run RUN_DIR",
     "dadf": "train the optional DADF head (SAM + multiscale adapters) alone; --stage localize "
-            "trains it too when dadf.enabled. --data CACHE --run RUN_DIR",
+            "trains it too when dadf.enabled. --data CACHE|POOL --run RUN_DIR",
     "evaluate": "detection (AUC, EER, ACC, AP) and localization (IoU, PBCA, IINC) tables. "
                 "--data CACHE --run RUN_DIR [--split test]",
     "score": "score videos: scores.csv, results.jsonl, mask overlays, index.html. "
-             "VIDEO|DIR|GLOB ... --run RUN_DIR --out REPORT_DIR",
+             "VIDEO|DIR|GLOB ... --out REPORT_DIR [--run RUN_DIR, default: the shipped model]",
     "demo": "build the demo dataset from bundled real face videos and run every stage on it. "
             "[--out DEMO_DIR]",
+    "release": "train the model the package ships from every real person (pool, held-out "
+               "videos, training, evaluation, dev set). --config configs/release.yaml --out DIR",
+    "export": "pack a trained, evaluated run into the package (fp16) as the shipped model. "
+              "--run RUN_DIR [--out DIR, default models/release]",
 }
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
@@ -54,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="preprocess: auto, ffpp, celebdf, dfdc, deeperforensics, folder, "
                              "manifest (default: auto-detect)")
     parser.add_argument("--compression", default="c23", help="FaceForensics++: c0, c23 or c40")
-    parser.add_argument("--data", help="a FaceClip cache folder (input of synth and the stages)")
+    parser.add_argument("--data", help="a FaceClip cache folder (input of synth and the stages), or a face pool "
+                             "(--stage pool) for finetune, localize and dadf to train on online pairs")
     parser.add_argument("--run", help="a run folder (checkpoints, config.yaml, log.jsonl)")
     parser.add_argument("--out", help="output folder (cache, run or report, by stage)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (preprocess)")
@@ -63,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", default=None,
                         help="synth: comma-separated methods (blend, part-eyes, part-mouth, "
                              "part-nose, swap)")
-    parser.add_argument("--split", default="test", help="evaluate: which split to report")
+    parser.add_argument("--split", default="test",
+                        help="evaluate: which split to report (all: every clip of --data)")
     parser.add_argument("--val-data", default=None,
                         help="evaluate: cache whose val split chooses the threshold (cross-dataset "
                              "mode; default: the val split of --data)")
@@ -120,6 +131,52 @@ def stage_synth(args, cfg) -> int:
 def _metric(value: float | None) -> str:
     """A selection metric for the one-line stage summaries ('n/a' when there was no validation)."""
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def stage_pool(args, cfg) -> int:
+    from preprocessing.face_pool import assign_people, build_pool, find_sources
+
+    _need(args, "input", "out")
+    sources = assign_people(find_sources([args.input, *args.inputs]), cfg.pool)
+    built = build_pool(sources, args.out, cfg.pool)
+    splits = {split: sorted({s.person for s in built if s.split == split and (s.frames or
+                                                                              split == "test")})
+              for split in ("train", "val", "test")}
+    print(f"face pool -> {args.out}: " + ", ".join(f"{len(p)} {k} people" for k, p in
+                                                     splits.items())
+          + (f" (test, held out for --stage forge: {', '.join(splits['test'])})"
+             if splits["test"] else ""))
+    return EXIT_OK
+
+
+def stage_forge(args, cfg) -> int:
+    from preprocessing.face_pool import find_sources
+    from preprocessing.forge_videos import forge_videos
+
+    _need(args, "input", "out")
+    videos = [(Path(s.path), s.person, "test") for s in find_sources([args.input, *args.inputs])
+              if s.kind == "video"]
+    if not videos:
+        raise UsageError(f"no videos under {args.input}")
+    manifest = forge_videos(videos, args.out, cfg.forge)
+    print(f"forged videos -> {manifest} (preprocess with --input {manifest})")
+    return EXIT_OK
+
+
+def stage_release(args, cfg) -> int:
+    from training.release import run_release
+
+    _need(args, "out")
+    return run_release(args.out, cfg)
+
+
+def stage_export(args, cfg) -> int:
+    from training.export import SHIPPED, export_run
+
+    _need(args, "run")
+    out = export_run(args.run, args.out or SHIPPED)
+    print(f"exported {args.run} -> {out}")
+    return EXIT_OK
 
 
 def stage_recover(args, cfg) -> int:
@@ -180,11 +237,18 @@ def stage_evaluate(args, cfg) -> int:
 
 def stage_score(args, cfg) -> int:
     from evaluation.score import run_score
+    from training.export import SHIPPED, shipped_run
 
-    _need(args, "run", "out")
+    _need(args, "out")
     if not args.inputs:
         raise UsageError("--stage score needs videos, folders or globs to score")
-    summary = run_score(args.inputs, args.run, args.out, args.workers)
+    run = args.run or shipped_run()
+    if run is None:
+        raise UsageError(f"no --run given and this install ships no model ({SHIPPED} is empty): "
+                         "train one (--stage demo or --stage release) and pass --run")
+    if not args.run:
+        print(f"using the shipped model: {run} (model card: {run / 'MODEL_CARD.md'})")
+    summary = run_score(args.inputs, run, args.out, args.workers, args.aggregator)
     print(f"scored {summary.videos} videos ({summary.failed} failed, {summary.reused} reused) -> "
           f"{summary.out_dir / 'index.html'}, {summary.out_dir / 'scores.csv'}")
     return summary.exit_code

@@ -6,8 +6,9 @@
   pass per frame (as benchmarks/preprocess_speed.py defines it);
 - videos per minute end to end, and ratios against the floor.
 
-Usage: python benchmarks/score_speed.py --run demo_output/run [--videos demo_output/test_videos]
-Without --videos it scores copies of the bundled carphone clip.
+Usage: python benchmarks/score_speed.py [--run RUN_DIR] [--videos demo_output/test_videos]
+Without --run it measures the shipped model (models/release); without --videos it scores copies of
+the bundled carphone clip.
 """
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ from evaluation.score import _score_one, collect_entries  # noqa: E402
 from preprocessing.faces import FaceAnalyzer  # noqa: E402
 from preprocessing.preprocess import run_preprocess  # noqa: E402
 from preprocessing.sample_cache import clip_id_for, read_index  # noqa: E402
+from training.export import shipped_run  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="demo_output/run", help="a trained run dir")
+    parser.add_argument("--run", default=None,
+                        help="a trained run dir (default: the shipped model)")
     parser.add_argument("--videos", default=None, help="folder of videos (default: carphone x 8)")
     parser.add_argument("--limit", type=int, default=12, help="at most this many videos")
     args = parser.parse_args()
@@ -43,6 +46,7 @@ def main() -> None:
             videos.append(scratch / "in" / f"carphone{i}.mp4")
             videos[-1].parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(carphone(), videos[-1])
+    args.run = args.run or shipped_run() or "demo_output/run"
     detector = Detector(args.run)
     cfg = detector.config.preprocess
     entries = collect_entries([str(v) for v in videos])

@@ -6,31 +6,55 @@ the test clips as videos and scores them into a report a person can open.
 """
 from __future__ import annotations
 
-import time
+import json
 from pathlib import Path
 
 from common.config import Config
-from common.log import info
+from common.log import Steps
 from evaluation.evaluate import format_tables, run_evaluate
 from evaluation.score import run_score
 from preprocessing.demo_data import build_demo_dataset, export_split_videos
+from preprocessing.sample_cache import read_index
 from stage1_recover.finetune import run_finetune
 from stage1_recover.recover import gap_lines, run_recover
 from stage2_localize.localize import run_localize
+from training.export import shipped_run
+
+
+def side_by_side(results: dict[str, dict]) -> str:
+    """Video AUC of the fused score and mask IoU per method, one column pair per model."""
+    names = list(results)
+    methods = list(next(iter(results.values()))["video"]["fused"])
+    head = "".join(f"{name + ' AUC':>22}{'IoU':>7}" for name in names)
+    lines = ["side by side on the demo's test clips (video level, fused score; IoU on fake frames):",
+             f"  {'method':<14}{head}"]
+    for method in methods:
+        cells = ""
+        for name in names:
+            auc = results[name]["video"]["fused"].get(method, {}).get("auc", float("nan"))
+            iou = results[name]["localization"].get(method, {}).get("iou", float("nan"))
+            cells += f"{auc:>22.3f}{iou:>7.3f}"
+        lines.append(f"  {method:<14}{cells}")
+    return "\n".join(lines)
+
+
+def shipped_overlap(shipped: Path, people: set[str]) -> str:
+    """Which of the demo's test people the shipped model saw in training (read its column with
+    that in mind)."""
+    listing = shipped / "people.json"
+    if not listing.is_file():
+        return ""
+    seen = sorted(people & set(json.loads(listing.read_text()).get("train", [])))
+    if not seen:
+        return "none of the demo's test people were in the shipped model's training data"
+    return (f"note: the shipped model trained on {len(seen)} of the demo's {len(people)} test people "
+            f"({', '.join(seen)}), so its column is not a test on unseen people; its own numbers "
+            f"on held-out people are in {shipped / 'MODEL_CARD.md'}")
 
 
 def run_demo(out_dir: str | Path, config: Config, real_faces: Path | None = None) -> int:
     out = Path(out_dir)
-    began = time.time()
-    timings = {}
-
-    def step(name, fn, *args):
-        start = time.time()
-        info(f"demo: {name} ...")
-        result = fn(*args)
-        timings[name] = time.time() - start
-        return result
-
+    step = Steps("demo")
     cache, sources = step("demo dataset", build_demo_dataset, out, config, real_faces)
     print("demo sources:")
     for source in sources:
@@ -53,8 +77,19 @@ def run_demo(out_dir: str | Path, config: Config, real_faces: Path | None = None
     held = ", ".join(config.holdout_methods) or "none"
     print(f"\nmetrics on the test people (methods held out of training: {held}):")
     print(format_tables(result))
-    print("\ntime per step: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
-          + f"; total {time.time() - began:.0f}s")
+    print(f"\n{step.summary()}")
+    shipped = shipped_run()
+    if shipped is not None:
+        compare = step("the shipped model on the same test clips", run_evaluate, cache, shipped,
+                       "test", None, out / "shipped_eval", None, False)
+        step("score test videos with the shipped model", run_score, [str(videos)], shipped,
+             out / "report_shipped")
+        print("\n" + side_by_side({"trained here": result, "shipped model": compare}))
+        tested = {row["clip"].rsplit("_seg", 1)[0] for row in read_index(cache)
+                  if row["split"] == "test" and row["label"] == "0"}
+        print(shipped_overlap(shipped, tested))
+    else:
+        print("\n(this install ships no model: models/release is empty)")
     print(f"\nwritten:\n  dataset cache  {cache}\n  run (models)   {run}\n"
           f"  metrics        {Path(result['out_dir']) / 'metrics.json'}\n"
           f"  test videos    {videos}\n  report         {report / 'index.html'} "

@@ -1,0 +1,49 @@
+"""The model the package ships (models/release): it loads, scores a clip, and is what --stage score
+uses without --run."""
+import csv
+import json
+
+import numpy as np
+from safetensors import safe_open
+
+from common.config import PreprocessConfig
+from evaluation.detector import Detector
+from preprocessing.datasets import VideoEntry
+from preprocessing.faces import FaceAnalyzer
+from preprocessing.preprocess import preprocess_video
+from run_pipeline import main
+from training.export import MAX_BYTES, shipped_run
+
+
+def test_the_shipped_model_is_in_the_package_as_fp16_with_its_card():
+    run = shipped_run()
+    assert run is not None, "models/release holds no localize_best.safetensors"
+    weights = sorted(run.glob("*.safetensors"))
+    assert sum(w.stat().st_size for w in weights) <= MAX_BYTES
+    for path in weights:
+        with safe_open(str(path), "pt") as handle:
+            dtypes = {handle.get_tensor(k).dtype for k in handle.keys()}
+        assert {str(d) for d in dtypes} <= {"torch.float16", "torch.int64"}, path
+    threshold = json.loads((run / "threshold.json").read_text())
+    assert "val" in threshold["chosen_on"]  # chosen on validation data, never on a test set
+    assert (run / "MODEL_CARD.md").is_file() and (run / "config.yaml").is_file()
+
+
+def test_the_shipped_model_loads_and_scores_a_clip(carphone):
+    detector = Detector(shipped_run())
+    clip = preprocess_video(VideoEntry(carphone, "carphone.mp4", -1), PreprocessConfig(num_frames=8),
+                            FaceAnalyzer())
+    pred = detector.predict_clip(clip)
+    assert 0.0 <= pred.fused <= 1.0 and np.isfinite(pred.s2)
+    assert pred.masks.shape == (8, clip.size, clip.size)
+    assert np.isfinite(pred.frame_fused()).all() and len(pred.frame_fused()) == 8
+
+
+def test_score_without_run_uses_the_shipped_model(short_carphone, tmp_path, capsys):
+    code = main(["--stage", "score", str(short_carphone), "--out", str(tmp_path / "report")])
+    assert code == 0
+    assert "using the shipped model" in capsys.readouterr().out
+    with (tmp_path / "report" / "scores.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1 and rows[0]["status"] == "ok" and 0 <= float(rows[0]["fake_score"]) <= 1
+    assert (tmp_path / "report" / "index.html").is_file()
