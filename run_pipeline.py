@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="preprocess: auto, ffpp, celebdf, dfdc, deeperforensics, folder, "
                              "manifest (default: auto-detect)")
     parser.add_argument("--compression", default="c23", help="FaceForensics++: c0, c23 or c40")
-    parser.add_argument("--data", help="a FaceClip cache folder (input of synth and the stages), or a face pool "
-                             "(--stage pool) for finetune, localize and dadf to train on online pairs")
+    parser.add_argument("--data", help="a FaceClip cache folder (input of synth and the stages), or "
+                        "a face pool (--stage pool) for finetune, localize and dadf to train on "
+                        "online pairs")
     parser.add_argument("--run", help="a run folder (checkpoints, config.yaml, log.jsonl)")
     parser.add_argument("--out", help="output folder (cache, run or report, by stage)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (preprocess)")
