@@ -190,6 +190,9 @@ class LocalizeConfig(TrainConfig):
     use_localizer: bool = True  # ... without encoder-decoder ...
     use_stage1: bool = True  # ... without stage 1 (no recovered faces, no L_map, score = s2)
 
+    def __post_init__(self) -> None:
+        _one_of("localize.encoder_weights", self.encoder_weights, ("imagenet", "none"))
+
 
 @dataclass
 class DadfConfig(TrainConfig):

@@ -23,11 +23,17 @@ def jpeg_roundtrip(frames: np.ndarray, quality: int) -> np.ndarray:
     return out
 
 
+def _even_sides(frames: np.ndarray) -> np.ndarray:
+    """Odd heights / widths padded by one replicated pixel: yuv420p needs even sides."""
+    height, width = frames.shape[1:3]
+    return np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+
+
 def h264_roundtrip(frames: np.ndarray, crf: int, preset: str = "veryfast") -> np.ndarray:
     """uint8 [T, H, W, 3] RGB -> the same after libx264 (yuv420p, `crf`) and decoding, as a video
     file would carry it. Odd sides are padded by replication for 4:2:0 and cut back after."""
     count, height, width = frames.shape[:3]
-    even = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    even = _even_sides(frames)
     size = f"{even.shape[2]}x{even.shape[1]}"
     encode = [ffmpeg_binary(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
               size, "-r", "25", "-i", "pipe:", "-c:v", "libx264", "-preset", preset, "-crf",
@@ -64,8 +70,7 @@ def encode_video(frames: np.ndarray, path: str | Path, fps: float = 25.0, crf: i
     replicated pixel), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = frames.shape[1:3]
-    even = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    even = _even_sides(frames)
     tmp = path.with_name(f".{path.name}.tmp.mp4")
     cmd = [ffmpeg_binary(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
            "-s", f"{even.shape[2]}x{even.shape[1]}", "-r", f"{fps:.5f}", "-i", "pipe:", "-an",

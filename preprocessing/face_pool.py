@@ -31,7 +31,7 @@ from common.config import PoolConfig
 from common.io import atomic_save_npz, atomic_write_bytes, atomic_write_json
 from common.log import info, progress
 from preprocessing.datasets import VIDEO_EXTENSIONS
-from preprocessing.faces import FaceAnalyzer, crop_affine, crop_square, to_crop_coords
+from preprocessing.faces import FaceAnalyzer, crop_square, to_crop_coords, warp_crop
 from preprocessing.video_io import VideoError, sample_frames
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -123,11 +123,8 @@ def wide_crop(image: np.ndarray, landmarks: np.ndarray, cfg: PoolConfig
     """(crop [P, P, 3], landmarks in crop pixels, side of the crop in source pixels). The border is
     replicated where the crop leaves the picture (tight photos), the same for real and fake."""
     box = crop_square(landmarks, cfg.margin)
-    side = float(box[2] - box[0])
-    interp = cv2.INTER_AREA if side > cfg.crop_size else cv2.INTER_LINEAR
-    crop = cv2.warpAffine(image, crop_affine(box, cfg.crop_size), (cfg.crop_size,) * 2, flags=interp,
-                          borderMode=cv2.BORDER_REPLICATE)
-    return crop, to_crop_coords(landmarks, box, cfg.crop_size), side
+    crop = warp_crop(image, box, cfg.crop_size, replicate=True)
+    return crop, to_crop_coords(landmarks, box, cfg.crop_size), float(box[2] - box[0])
 
 
 def build_source(source: PoolSource, folder: Path, cfg: PoolConfig, analyzer: FaceAnalyzer) -> int:

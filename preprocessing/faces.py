@@ -156,12 +156,15 @@ def crop_affine(box: np.ndarray, size: int) -> np.ndarray:
     return np.array([[scale, 0.0, -box[0] * scale], [0.0, scale, -box[1] * scale]], np.float32)
 
 
-def warp_crop(image: np.ndarray, box: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
-    """Cut `box` out of `image` (any channels) resized to size x size; outside the frame is 0."""
+def warp_crop(image: np.ndarray, box: np.ndarray, size: int, nearest: bool = False,
+              replicate: bool = False) -> np.ndarray:
+    """Cut `box` out of `image` (any channels) resized to size x size; outside the frame is 0, or
+    the frame's border replicated (`replicate`)."""
     interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA if (box[2] - box[0]) > size \
         else cv2.INTER_LINEAR
+    border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
     return cv2.warpAffine(image, crop_affine(box, size), (size, size), flags=interp,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=border, borderValue=0)
 
 
 def to_crop_coords(points: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:

@@ -128,6 +128,15 @@ def normalize(frames: np.ndarray, norm: str = "imagenet") -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(3, 0, 1, 2)))
 
 
+def frame_tensors(frame: np.ndarray, mask: np.ndarray, img_size: int, norm: str = "imagenet"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One frame uint8 [1, H, W, 3] and its mask uint8 [1, H, W] (0/255) -> the per-frame models'
+    input [3, S, S] (scaled as `norm` says) and target mask [1, S, S] in {0, 1}."""
+    face = resize_frames(frame, img_size)
+    resized = resize_frames(mask[..., None].repeat(3, -1), img_size)[..., 0]
+    return normalize(face, norm)[:, 0], torch.from_numpy((resized > 127).astype(np.float32))
+
+
 def denormalize(video: torch.Tensor) -> np.ndarray:
     """float [3, T, H, W] -> uint8 [T, H, W, 3]"""
     x = video.detach().float().cpu().numpy().transpose(1, 2, 3, 0) * IMAGENET_STD + IMAGENET_MEAN

@@ -18,8 +18,8 @@ from torch.utils.data import Dataset
 from common.config import Config
 from meta.splits import split_by_method
 from preprocessing.face_pool import is_pool
-from stage1_recover.data import (ClipRow, ClipStore, frame_positions, labelled_splits, normalize,
-                                 resize_frames)
+from stage1_recover.data import (ClipRow, ClipStore, frame_positions, frame_tensors,
+                                 labelled_splits)
 from training.online_data import OnlineFrames, online_index_fn, online_sets
 
 # --- per-frame dataset -----------------------------------------------------------------------------
@@ -47,13 +47,11 @@ class FrameDataset(Dataset):
         row = self.rows[row_index]
         clip = self.store.get(row.clip)
         t = int(frame_positions(clip.num_frames, self.frames_per_clip, None)[k])
-        face = resize_frames(clip.frames[t:t + 1], self.img_size)
         mask = np.zeros((1, clip.size, clip.size), np.uint8) if clip.mask is None else \
             clip.mask[t:t + 1]
-        mask = resize_frames(mask[..., None].repeat(3, -1), self.img_size)[..., 0]
-        item = {"input": normalize(face, self.norm)[:, 0], "mask": torch.from_numpy(
-            (mask > 127).astype(np.float32)), "label": torch.tensor(float(row.label)),
-            "index": index}
+        face, target = frame_tensors(clip.frames[t:t + 1], mask, self.img_size, self.norm)
+        item = {"input": face, "mask": target, "label": torch.tensor(float(row.label)),
+                "index": index}
         if self.recovered is not None:
             item["recovered"] = torch.from_numpy(self.recovered[row.clip][k].astype(np.float32))
         rng = np.random.default_rng([self.seed, self.epoch, index])

@@ -155,9 +155,6 @@ def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict
         loaded = load_imagenet_encoder(model.localizer.unet.encoder, cfg.encoder)
         info(f"localize: {cfg.encoder} starts from ImageNet weights ({loaded} tensors, "
              f"{weights_file(cfg.encoder).name})")
-    elif cfg.encoder_weights not in ("imagenet", "none"):
-        raise ValueError(f"localize.encoder_weights must be imagenet or none, "
-                         f"got {cfg.encoder_weights!r}")
     wants_target = cfg.use_stage1 and cfg.use_mapping
     sets = frame_sets(cache, config, cfg.img_size, model.input_norm, cfg.seed, cfg.batch_size,
                       cfg.meta, cfg.num_workers,

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from common.config import Config
 from meta.splits import split_by_method
 from preprocessing.face_pool import FacePool
-from stage1_recover.data import normalize, resize_frames
+from stage1_recover.data import frame_tensors, normalize, resize_frames
 from training.pairs import PairMaker
 
 ENDLESS = 1 << 40
@@ -77,11 +77,9 @@ class OnlineFrames(OnlinePairs):
 
     def __getitem__(self, index: int) -> dict:
         frames, masks, label, method = self.pair_frames(index)
-        face = resize_frames(frames, self.img_size)
-        mask = resize_frames(masks[..., None].repeat(3, -1), self.img_size)[..., 0]
-        return {"input": normalize(face, self.norm)[:, 0],
-                "mask": torch.from_numpy((mask > 127).astype(np.float32)),
-                "label": torch.tensor(float(label)), "method": method, "index": int(index)}
+        face, target = frame_tensors(frames, masks, self.img_size, self.norm)
+        return {"input": face, "mask": target, "label": torch.tensor(float(label)),
+                "method": method, "index": int(index)}
 
 
 class OnlineClips(OnlinePairs):
