@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 STAGES = {
-    "preprocess": "videos -> cached FaceClips (30 frames, face crops, landmarks, ROIs, masks). "
+    "preprocess": "videos and images -> cached FaceClips (30 frames, a crop series per face track, "
+                  "landmarks, ROIs, masks). "
                   "--input DIR|GLOB|VIDEO|manifest.csv --dataset NAME --out CACHE_DIR [--workers N]",
     "synth": "real FaceClips -> fake FaceClips with exact masks (self-blended, part, swap). "
              "--data REAL_CACHE --out FAKE_CACHE [--methods blend,part-eyes,...]",
@@ -29,8 +30,9 @@ STAGES = {
             "trains it too when dadf.enabled. --data CACHE|POOL --run RUN_DIR",
     "evaluate": "detection (AUC, EER, ACC, AP) and localization (IoU, PBCA, IINC) tables. "
                 "--data CACHE --run RUN_DIR [--split test]",
-    "score": "score videos: scores.csv, results.jsonl, mask overlays, index.html. "
-             "VIDEO|DIR|GLOB ... --out REPORT_DIR [--run RUN_DIR, default: the shipped model]",
+    "score": "score videos and images, every face: scores.csv, results.jsonl, mask overlays, "
+             "index.html. VIDEO|IMAGE|DIR|GLOB ... --out REPORT_DIR [--run RUN_DIR, default: the "
+             "shipped model] [--set preprocess.max_faces=1|frame_sampling=exact|...]",
     "demo": "build the demo dataset from bundled real face videos and run every stage on it. "
             "[--out DEMO_DIR]",
     "release": "train the model the package ships from every real person (pool, held-out "
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                "preprocess --input videos/ --out cache/",
     )
     parser.add_argument("--stage", required=True, choices=list(STAGES), help="what to run (below)")
-    parser.add_argument("inputs", nargs="*", help="videos, folders or globs (--stage score)")
+    parser.add_argument("inputs", nargs="*",
+                        help="videos, images, folders or globs (--stage score)")
     parser.add_argument("--config", default=None,
                         help="YAML config (default: configs/cpu-tiny.yaml next to this file)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -237,6 +240,7 @@ def stage_evaluate(args, cfg) -> int:
 
 
 def stage_score(args, cfg) -> int:
+    from common.config import load_config
     from evaluation.score import run_score
     from training.export import SHIPPED, shipped_run
 
@@ -249,7 +253,10 @@ def stage_score(args, cfg) -> int:
                          "train one (--stage demo or --stage release) and pass --run")
     if not args.run:
         print(f"using the shipped model: {run} (model card: {run / 'MODEL_CARD.md'})")
-    summary = run_score(args.inputs, run, args.out, args.workers, args.aggregator)
+    # the run's own settings, with any preprocess.* overrides of this command (faces, sampling)
+    config = load_config(Path(run) / "config.yaml",
+                         [o for o in args.overrides if o.strip().startswith("preprocess.")])
+    summary = run_score(args.inputs, run, args.out, args.workers, args.aggregator, config)
     print(f"scored {summary.videos} videos ({summary.failed} failed, {summary.reused} reused) -> "
           f"{summary.out_dir / 'index.html'}, {summary.out_dir / 'scores.csv'}")
     return summary.exit_code

@@ -30,9 +30,26 @@ class PreprocessConfig:
     margin: float = 1.3  # crop side = margin * larger side of the landmark box
     detect_max_side: int = 320  # face detection runs on the frame scaled so its long side is at most this
     detect_upsample: int = 1  # dlib HOG upsampling on that scaled frame (finds faces down to ~40 px)
+    # frames where that fast pass finds no face are retried at these [max side, upsampling] passes
+    # (a 640x360 frame: faces down to ~40 px, then ~20 px); [] turns escalation off
+    detect_escalation: list[list[int]] = field(default_factory=lambda: [[640, 1], [640, 2]])
+    min_face_size: int = 24  # narrower detections (source px) are ignored
+    max_faces: int = 4  # face tracks kept per video (the main track first; training reads only it)
+    min_track_fraction: float = 0.25  # a face other than the main one needs this share of frames
+    # exact: the evenly spaced frames | keyframe: the nearest cheaply decodable frames | auto:
+    # keyframe when the video has at least num_frames / 2 keyframes (preprocessing/video_io.py)
+    frame_sampling: str = "auto"
     max_decode_side: int = 1920  # larger videos are scaled while decoding (memory; crop_box stays in source px)
     mask_threshold: int = 20  # |fake - source| grey level above which a pixel counts as manipulated
     workers: int = 1
+
+    def __post_init__(self) -> None:
+        _one_of("preprocess.frame_sampling", self.frame_sampling, ("auto", "exact", "keyframe"))
+        if self.max_faces < 1:
+            raise ConfigError(f"preprocess.max_faces must be >= 1; got {self.max_faces}")
+        if any(len(p) != 2 or p[0] < 1 or p[1] < 0 for p in self.detect_escalation):
+            raise ConfigError("preprocess.detect_escalation: a list of [max side >= 1, upsampling "
+                              f">= 0] pairs; got {self.detect_escalation}")
 
 
 @dataclass

@@ -13,8 +13,9 @@ import numpy as np
 from common.io import atomic_write_bytes, atomic_write_text
 from preprocessing.faces import crop_affine
 
+# s1 / s2 / dadf / face_frames are those of the face that decided (decided_by: 0 = the main face)
 CSV_COLUMNS = ["video", "fake_score", "verdict", "s1", "s2", "dadf", "frames", "face_frames",
-               "status", "error"]
+               "faces", "decided_by", "status", "error"]
 SCORE_COLUMNS = ("fake_score", "s1", "s2", "dadf")
 
 
@@ -109,12 +110,23 @@ def write_index_html(path: Path, rows: list[dict], info: dict) -> None:
     for row in rows:
         if row["status"] != "ok":
             continue
+        faces = row.get("face_scores") or [row]
+        parts = []
+        for face in faces:
+            if len(faces) > 1:
+                decides = " (decides the video)" if face.get("face") == row.get("decided_by") \
+                    else ""
+                box = ", ".join(f"{v:.0f}" for v in face.get("box", []))
+                parts.append(f'<h4>face {face["face"] + 1} of {len(faces)} at [{esc(box)}] &mdash; '
+                             f'{esc(face["verdict"])} ({_fmt(face["fake_score"])}){decides}</h4>')
+            if face.get("overlay"):
+                parts.append(f'<img class="strip" src="{esc(face["overlay"])}" '
+                             f'alt="mask overlay of {esc(row["video"])}">')
+            parts.append(f'<img class="plot" src="{esc(face["plot"])}" '
+                         f'alt="per-frame scores of {esc(row["video"])}">')
         sections.append(
             f'<section class="video" id="{esc(row["clip"])}"><h3>{esc(row["video"])} &mdash; '
-            f'{esc(row["verdict"])} ({_fmt(row["fake_score"])})</h3>'
-            f'<img class="strip" src="{esc(row["overlay"])}" alt="mask overlay of {esc(row["video"])}">'
-            f'<img class="plot" src="{esc(row["plot"])}" alt="per-frame scores of {esc(row["video"])}">'
-            f"</section>")
+            f'{esc(row["verdict"])} ({_fmt(row["fake_score"])})</h3>{"".join(parts)}</section>')
     details = "".join(f"<li><b>{esc(k)}</b>: {esc(str(v))}</li>" for k, v in info.items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Delocate report</title>

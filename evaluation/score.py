@@ -1,5 +1,8 @@
-"""--stage score: videos in, a report out (scores.csv, results.jsonl, overlays, plots, index.html).
+"""--stage score: videos and images in, a report out (scores.csv, results.jsonl, overlays, plots,
+index.html).
 
+Every face track of a video is scored on its own; the video's score is the highest of them (the
+forged face decides), and the report shows each face with its score, plot and mask overlay.
 Videos are preprocessed on the fly into REPORT_DIR/cache with the run's own preprocessing settings
 (cached and resumable), then scored one by one. A bad file becomes a row with its error and the batch
 goes on; a video already scored by the same model (same run id) is not scored again.
@@ -12,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from common.config import Config
 from common.io import atomic_save_npz, atomic_write_json
 from common.log import info, progress
 from evaluation.detector import Detector
 from evaluation.report import overlay_strip, score_plot, write_index_html, write_jsonl, write_scores_csv
-from preprocessing.datasets import LayoutError, VideoEntry, discover, videos_under
+from preprocessing.datasets import LayoutError, VideoEntry, discover, media_under
 from preprocessing.preprocess import clip_params, run_preprocess
-from preprocessing.sample_cache import FaceClip, clip_id_for, read_index
+from preprocessing.sample_cache import FaceClip, clip_id_for, face_count, face_path, read_index
 from preprocessing.video_io import VideoError, sample_frames
 
 
@@ -35,15 +39,15 @@ class ScoreSummary:
 
 
 def collect_entries(inputs: list[str]) -> list[VideoEntry]:
-    """Videos named by files, folders and globs; a path that does not exist becomes an entry too,
-    so that it is reported as a failed row rather than stopping the batch."""
+    """Videos and images named by files, folders and globs; a path that does not exist becomes an
+    entry too, so that it is reported as a failed row rather than stopping the batch."""
     entries: list[VideoEntry] = []
     for spec in inputs:
         path = Path(spec)
         if path.is_dir():  # every video file below it, whatever the layout
-            videos = videos_under(path)
+            videos = media_under(path)
             if not videos:
-                info(f"{spec}: no videos found in this folder")
+                info(f"{spec}: no videos or images found in this folder")
             entries.extend(VideoEntry(v, str(v), -1, "unknown", v.stem) for v in videos)
             continue
         try:
@@ -58,61 +62,103 @@ def collect_entries(inputs: list[str]) -> list[VideoEntry]:
     return list(unique.values())
 
 
-def _score_one(detector: Detector, entry: VideoEntry, clip_id: str, cache: Path, out: Path,
-               threshold: float) -> dict:
-    clip = FaceClip.load(cache / f"{clip_id}.npz")
+def _source_frames(entry: VideoEntry, clip: FaceClip, detector: Detector
+                   ) -> tuple[np.ndarray, float] | None:
+    """The original sampled frames (to paste masks back where they belong) and their scale."""
+    try:
+        source = sample_frames(entry.path, indices=clip.frame_index,
+                               max_side=detector.config.preprocess.max_decode_side)
+    except VideoError:
+        return None
+    return source.frames, source.scale
+
+
+def _media_name(clip_id: str, face: int, kind: str) -> str:
+    return f"{clip_id}_{kind}" if face == 0 else f"{clip_id}_face{face}_{kind}"
+
+
+def _score_face(detector: Detector, entry: VideoEntry, clip: FaceClip, clip_id: str, out: Path,
+                threshold: float, source: tuple[np.ndarray, float] | None, faces: int) -> dict:
+    """One face track: its scores, mask overlay strip, score plot and masks file."""
+    face = int(clip.meta.get("face", 0))
     pred = detector.predict_clip(clip)
     verdict = "fake" if pred.fused >= threshold else "real"
     media = out / "media"
-    overlay = media / f"{clip_id}_overlay.png"
-    plot = media / f"{clip_id}_scores.png"
-    masks_file = media / f"{clip_id}_masks.npz"
+    overlay = media / _media_name(clip_id, face, "overlay.png")
+    plot = media / _media_name(clip_id, face, "scores.png")
+    masks_file = media / _media_name(clip_id, face, "masks.npz")
     frame_labels = [f"#{int(i)}" + (f" s2={pred.s2_frames[t]:.2f}" if pred.s2_frames is not None
                                     else "") for t, i in enumerate(clip.frame_index)]
     if pred.masks is not None:
-        try:  # the original frames, to paste the masks back where they belong
-            source = sample_frames(entry.path, indices=clip.frame_index,
-                                   max_side=detector.config.preprocess.max_decode_side)
-            boxes = clip.crop_box * source.scale
-            frames = source.frames
-        except VideoError:
+        if source is not None:
+            frames, boxes = source[0], clip.crop_box * source[1]
+        else:
             frames, boxes = clip.frames, np.tile([0, 0, clip.size, clip.size], (clip.num_frames, 1))
         count = min(len(frames), clip.num_frames)
         overlay_strip(frames[:count], pred.masks[:count].astype(np.float32), boxes[:count],
                       frame_labels[:count], overlay)
         atomic_save_npz(masks_file, mask=(pred.masks.astype(np.float32) * 255).round()
                         .astype(np.uint8), crop_box=clip.crop_box, frame_index=clip.frame_index)
+    who = f" face {face + 1} of {faces}" if faces > 1 else ""
     score_plot(clip.frame_index, {"s1": pred.s1_frames, "s2": pred.s2_frames,
                                   "dadf": pred.dadf_frames, "fused": pred.frame_fused()},
                threshold, plot,
-               f"{Path(entry.rel).name}: fused {pred.fused:.3f} ({verdict})")
+               f"{Path(entry.rel).name}{who}: fused {pred.fused:.3f} ({verdict})")
     frames_info = [{"frame_index": int(clip.frame_index[t]), "face_found": bool(clip.face_found[t]),
+                    "detect_pass": int(clip.detect_pass[t]),
                     "s1": None if pred.s1_frames is None else float(pred.s1_frames[t]),
                     "s2": None if pred.s2_frames is None else float(pred.s2_frames[t]),
                     "dadf": None if pred.dadf_frames is None else float(pred.dadf_frames[t]),
                     "fused": float(pred.frame_fused()[t])} for t in range(clip.num_frames)]
+    centre = clip.crop_box[clip.face_found].mean(axis=0) if clip.face_found.any() \
+        else clip.crop_box.mean(axis=0)
     return {
-        "video": entry.rel, "clip": clip_id, "fake_score": pred.fused, "verdict": verdict,
-        "s1": pred.s1, "s2": pred.s2, "dadf": pred.dadf, "frames": clip.num_frames,
-        "face_frames": int(clip.face_found.sum()), "status": "ok", "error": "",
-        "threshold": threshold, "aggregator": pred.aggregator, "model_run_id": detector.run_id,
-        "preprocessing": clip.meta.get("preprocess", {}), "per_frame": frames_info,
+        "face": face, "fake_score": pred.fused, "verdict": verdict, "s1": pred.s1, "s2": pred.s2,
+        "dadf": pred.dadf, "face_frames": int(clip.face_found.sum()),
+        "box": [round(float(v), 1) for v in centre],  # mean crop square, source pixels
+        "per_frame": frames_info,
         "overlay": str(overlay.relative_to(out)) if overlay.exists() else "",
         "plot": str(plot.relative_to(out)),
         "masks": str(masks_file.relative_to(out)) if masks_file.exists() else "",
     }
 
 
+def _score_one(detector: Detector, entry: VideoEntry, clip_id: str, faces: int, cache: Path,
+               out: Path, threshold: float) -> dict:
+    """Every face of a video scored; the video's score is the highest (the forged face decides)."""
+    clips = [FaceClip.load(face_path(cache, clip_id, face)) for face in range(faces)]
+    source = _source_frames(entry, clips[0], detector)  # every face shares the sampled frames
+    records = [_score_face(detector, entry, clip, clip_id, out, threshold, source, faces)
+               for clip in clips]
+    top = max(records, key=lambda r: r["fake_score"])
+    main = clips[0]
+    return {
+        "video": entry.rel, "clip": clip_id, "fake_score": top["fake_score"],
+        "verdict": top["verdict"], "s1": top["s1"], "s2": top["s2"], "dadf": top["dadf"],
+        "frames": main.num_frames, "face_frames": top["face_frames"], "faces": faces,
+        "decided_by": top["face"], "status": "ok", "error": "", "threshold": threshold,
+        "aggregator": detector.aggregator, "model_run_id": detector.run_id,
+        "input": "image" if main.meta.get("decoder") == "image" else "video",
+        "sampling": main.meta.get("sampling", "exact"),
+        "preprocessing": main.meta.get("preprocess", {}), "per_frame": top["per_frame"],
+        "overlay": top["overlay"], "plot": top["plot"], "masks": top["masks"],
+        "face_scores": records,
+    }
+
+
 def _error_row(entry: VideoEntry, clip_id: str, reason: str, run_id: str) -> dict:
     return {"video": entry.rel, "clip": clip_id, "fake_score": None, "verdict": "", "s1": None,
-            "s2": None, "frames": 0, "face_frames": 0, "status": "error",
+            "s2": None, "frames": 0, "face_frames": 0, "faces": 0, "status": "error",
             "error": " ".join(reason.split()), "model_run_id": run_id}
 
 
 def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
-              workers: int | None = None, aggregator: str | None = None) -> ScoreSummary:
+              workers: int | None = None, aggregator: str | None = None,
+              config: Config | None = None) -> ScoreSummary:
+    """Score `inputs` with the run's model; `config`: the run's config with changes (e.g. to
+    preprocessing: how many faces, which sampling), else the run's own."""
     out = Path(out_dir)
-    detector = Detector(run_dir, aggregator=aggregator)
+    detector = Detector(run_dir, config=config, aggregator=aggregator)
     threshold, threshold_source = detector.threshold
     entries = collect_entries(inputs)
     if not entries:
@@ -121,6 +167,7 @@ def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
     run_preprocess(entries, cache, detector.config.preprocess, workers=workers,
                    desc="score: preprocess")
     index = {row["clip"]: row for row in read_index(cache)}
+    params = clip_params(detector.config.preprocess)
     rows, failed, reused = [], 0, 0
     for entry in progress(entries, "score", unit="video"):
         clip_id = clip_id_for(entry.rel)
@@ -131,12 +178,13 @@ def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
             row = _error_row(entry, clip_id, pre["error"], detector.run_id)
             failed += 1
         elif (earlier.get("model_run_id") == detector.run_id and earlier.get("threshold") == threshold
-              and earlier.get("aggregator") == detector.aggregator):
-            row = earlier  # already scored by this model at this threshold and aggregator
+              and earlier.get("aggregator") == detector.aggregator
+              and earlier.get("preprocessing") == params):
+            row = earlier  # already scored by this model, threshold, aggregator and preprocessing
             reused += 1
         else:
             try:
-                row = _score_one(detector, entry, clip_id, cache, out, threshold)
+                row = _score_one(detector, entry, clip_id, face_count(pre), cache, out, threshold)
             except Exception as exc:  # one broken video must not end the batch
                 row = _error_row(entry, clip_id, f"scoring failed: {type(exc).__name__}: {exc}",
                                  detector.run_id)

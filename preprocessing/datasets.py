@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from preprocessing.video_io import IMAGE_EXTENSIONS
+
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 FFPP_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter"]
 SPLITS = ("train", "val", "test")
@@ -43,6 +45,12 @@ class VideoEntry:
 
 def videos_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+
+
+def media_under(folder: Path) -> list[Path]:
+    """Videos and still images (one-frame inputs) below `folder`: what a plain folder holds."""
+    kinds = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in kinds and p.is_file())
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -201,17 +209,19 @@ def discover_deeperforensics(root: Path) -> list[VideoEntry]:
 # --- plain folder and CSV manifest -----------------------------------------------------------------
 
 def discover_folder(root: Path) -> list[VideoEntry]:
-    """root/real/**/*.mp4 and root/fake/**/*.mp4; a subfolder of fake/ names the method. Without
-    real/ and fake/, every video under root is taken with an unknown label (scoring)."""
+    """root/real/**/*.mp4 and root/fake/**/*.mp4 (images too: one-frame inputs); a subfolder of
+    fake/ names the method. Without real/ and fake/, every video and image under root is taken with
+    an unknown label (scoring)."""
     real, fake = root / "real", root / "fake"
     if not real.is_dir() and not fake.is_dir():
-        videos = videos_under(root)
+        videos = media_under(root)
         if not videos:
-            raise LayoutError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) under {root}")
+            kinds = ", ".join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))
+            raise LayoutError(f"no videos or images ({kinds}) under {root}")
         return [VideoEntry(p, _rel(p, root), -1, "unknown", p.stem) for p in videos]
     entries = [VideoEntry(p, _rel(p, root), 0, "real", p.stem) for p in
-               (videos_under(real) if real.is_dir() else [])]
-    for path in videos_under(fake) if fake.is_dir() else []:
+               (media_under(real) if real.is_dir() else [])]
+    for path in media_under(fake) if fake.is_dir() else []:
         parts = path.relative_to(fake).parts
         entries.append(VideoEntry(path, _rel(path, root), 1, parts[0] if len(parts) > 1 else "fake",
                                   path.stem))
@@ -295,7 +305,8 @@ def discover(input_spec: str | Path, dataset: str = "auto", compression: str = "
             raise LayoutError(f"no file matches {spec}")
         root = Path(os.path.commonpath([str(p.parent) for p in matches]))
         return root, [VideoEntry(p, _rel(p, root), -1, "unknown", p.stem) for p in matches]
-    if path.is_file() or (not path.exists() and path.suffix.lower() in VIDEO_EXTENSIONS):
+    if path.is_file() or (not path.exists()
+                          and path.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS):
         # a single file, even a missing one: reported as a failed row, not a usage error
         return path.parent, [VideoEntry(path, path.name, -1, "unknown", path.stem)]
     if not path.is_dir():

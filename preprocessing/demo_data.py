@@ -146,7 +146,8 @@ def flip_clip(clip: FaceClip) -> FaceClip:
     return FaceClip(frames=clip.frames[:, :, ::-1].copy(), landmarks=landmarks,
                     rois=clip_rois(landmarks, size), face_found=clip.face_found,
                     frame_index=clip.frame_index, crop_box=clip.crop_box, meta=meta,
-                    mask=None if clip.mask is None else clip.mask[:, :, ::-1].copy())
+                    mask=None if clip.mask is None else clip.mask[:, :, ::-1].copy(),
+                    detect_pass=clip.detect_pass)
 
 
 def _segment(sampled: SampledFrames, k: int, per_segment: int) -> SampledFrames:
@@ -163,7 +164,7 @@ def build_real_clips(sources: list[DemoSource], out: Path, cfg: Config) -> list[
     segments = cfg.demo.segments_per_video
     splits = assign_splits(sorted({s.person for s in sources}), segments, cfg.demo.seed,
                            cfg.demo.test_people, cfg.demo.val_people)
-    analyzer = FaceAnalyzer(pre.detect_max_side, pre.detect_upsample)
+    analyzer = FaceAnalyzer.from_config(pre)
     rng = np.random.default_rng(cfg.demo.seed)
     rows = []
     for source in progress(sources, "demo: real clips", unit="video"):

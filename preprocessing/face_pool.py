@@ -32,9 +32,8 @@ from common.io import atomic_save_npz, atomic_write_bytes, atomic_write_json
 from common.log import info, progress
 from preprocessing.datasets import VIDEO_EXTENSIONS
 from preprocessing.faces import FaceAnalyzer, crop_square, to_crop_coords, warp_crop
-from preprocessing.video_io import VideoError, sample_frames
+from preprocessing.video_io import IMAGE_EXTENSIONS, VideoError, sample_frames
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 POOL_VERSION = 1
 
 

@@ -1,11 +1,19 @@
-"""Faces: dlib HOG detection, one face track per video, 68 landmarks, square face crops.
+"""Faces: dlib HOG detection that escalates, face tracks over the sampled frames, 68 landmarks,
+square face crops.
 
 Detection runs on a downscaled frame (long side <= detect_max_side) and landmarks on the full-resolution
 frame: measured 25.6 ms instead of 85 ms per 720p frame with the same hit rate (../shared/DESIGN.md).
+dlib's HOG window is 80 px, so that fast pass misses faces under ~80 px in a 640 px frame (a stage,
+a panel, a distant speaker). Frames where it finds nothing are retried at the escalation passes
+(more resolution, dlib upsampling: ~0.1 s and ~0.4 s a frame); a few such frames are probed first,
+and when none of them has a face at any pass the rest are not tried, which bounds the cost of a
+face-less video.
 """
 from __future__ import annotations
 
 import importlib.util
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +45,18 @@ class FaceTrack:
     boxes: np.ndarray  # float32 [T, 4] x0, y0, x1, y1 detector box in source-frame pixels
     landmarks: np.ndarray  # float32 [T, 68, 2] in source-frame pixels
     face_found: np.ndarray  # bool [T]
+    detect_pass: np.ndarray | None = None  # int8 [T] the pass that found the face; -1: not found
+
+    def __post_init__(self) -> None:
+        if self.detect_pass is None:
+            self.detect_pass = np.where(self.face_found, 0, -1).astype(np.int8)
+
+
+@dataclass
+class Detections:
+    boxes: list[np.ndarray]  # per frame [N_t, 4] in frame pixels
+    found_by: np.ndarray  # int8 [T] the pass that found the frame's boxes; -1: none
+    seconds: float  # time spent detecting
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -86,6 +106,22 @@ def track_faces(detections: list[np.ndarray]) -> list[int | None]:
     return picks
 
 
+def link_tracks(detections: list[np.ndarray], max_tracks: int, min_frames: int
+                ) -> list[list[int | None]]:
+    """Every face's track: `track_faces` on the boxes no earlier track took, repeated. The first is
+    the main track (exactly what `track_faces` picks); later ones are kept when they span at least
+    `min_frames` frames (a passer-by or a false detection does not become a face)."""
+    available = [np.arange(len(boxes)) for boxes in detections]
+    tracks: list[list[int | None]] = []
+    while len(tracks) < max_tracks and any(len(a) for a in available):
+        picks = track_faces([boxes[a] for boxes, a in zip(detections, available)])
+        chosen = [None if p is None else int(a[p]) for p, a in zip(picks, available)]
+        available = [a if p is None else np.delete(a, p) for p, a in zip(picks, available)]
+        if not tracks or sum(c is not None for c in chosen) >= min_frames:
+            tracks.append(chosen)
+    return tracks
+
+
 def fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
     """Copy each missing frame's value from the nearest frame that has one (ties: the earlier)."""
     found_idx = np.flatnonzero(found)
@@ -96,27 +132,97 @@ def fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
 
 
 class FaceAnalyzer:
-    """dlib frontal face detector + 68-point shape predictor. Build one per process (not picklable)."""
+    """dlib frontal face detector + 68-point shape predictor. Build one per process (not picklable).
 
-    def __init__(self, detect_max_side: int = 320, upsample: int = 1):
+    passes: the fast pass (detect_max_side, upsample) then `escalation`, each (max side the frame
+    is scaled down to, dlib upsampling). Without escalation, the fast pass finds every face.
+    """
+
+    def __init__(self, detect_max_side: int = 320, upsample: int = 1,
+                 escalation: list[list[int]] | tuple = (), min_face: int = 0, max_faces: int = 1,
+                 min_track_fraction: float = 0.25, probe_frames: int = 4):
         import dlib
 
         self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(landmark_model_path()))
-        self.detect_max_side = detect_max_side
-        self.upsample = upsample
+        self.passes = [(int(detect_max_side), int(upsample))] + \
+            [(int(side), int(up)) for side, up in escalation]
+        self.min_face = min_face
+        self.max_faces = max_faces
+        self.min_track_fraction = min_track_fraction
+        self.probe_frames = probe_frames
 
-    def detect(self, frame: np.ndarray) -> np.ndarray:
-        """Face boxes [N, 4] (x0, y0, x1, y1) in `frame` pixels, found on a downscaled copy."""
+    @classmethod
+    def from_config(cls, cfg) -> "FaceAnalyzer":
+        """From a PreprocessConfig: escalation, every face (up to max_faces) above min_face_size."""
+        return cls(cfg.detect_max_side, cfg.detect_upsample, cfg.detect_escalation,
+                   cfg.min_face_size, cfg.max_faces, cfg.min_track_fraction)
+
+    def _pass_scale(self, frame: np.ndarray, index: int) -> tuple[float, float]:
+        """(scale of the frame, its effective long side after upsampling) at pass `index`."""
+        side, upsample = self.passes[index]
+        long_side = max(frame.shape[:2])
+        scale = min(1.0, side / long_side)
+        return scale, long_side * scale * 2 ** upsample
+
+    def detect(self, frame: np.ndarray, pass_index: int = 0) -> np.ndarray:
+        """Face boxes [N, 4] (x0, y0, x1, y1) in `frame` pixels found at one pass, those narrower
+        than `min_face` pixels dropped."""
         height, width = frame.shape[:2]
-        scale = min(1.0, self.detect_max_side / max(height, width))
+        scale, _ = self._pass_scale(frame, pass_index)
         small = frame if scale >= 1.0 else cv2.resize(
             frame, (max(1, round(width * scale)), max(1, round(height * scale))),
             interpolation=cv2.INTER_AREA)
-        rects = self.detector(np.ascontiguousarray(small), self.upsample)
-        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32)
-        return boxes.reshape(-1, 4) / scale
+        rects = self.detector(np.ascontiguousarray(small), self.passes[pass_index][1])
+        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects],
+                         np.float32).reshape(-1, 4) / scale
+        return boxes[boxes[:, 2] - boxes[:, 0] >= self.min_face]
+
+    def _useful_passes(self, frame: np.ndarray) -> list[int]:
+        """Escalation passes that look at more pixels than every pass before them."""
+        useful, best = [], self._pass_scale(frame, 0)[1]
+        for index in range(1, len(self.passes)):
+            effective = self._pass_scale(frame, index)[1]
+            if effective > best:
+                useful.append(index)
+                best = effective
+        return useful
+
+    def _escalate(self, frames: np.ndarray, indices, boxes: list, found_by: np.ndarray,
+                  passes: list[int]) -> int | None:
+        """Retry frames `indices` at `passes` in order, stopping per frame at the first hit; the
+        lowest pass that found anything, or None."""
+        lowest = None
+        for t in indices:
+            for index in passes:
+                found = self.detect(frames[t], index)
+                if len(found):
+                    boxes[t], found_by[t] = found, index
+                    lowest = index if lowest is None else min(lowest, index)
+                    break
+        return lowest
+
+    def detect_all(self, frames: np.ndarray) -> Detections:
+        """Boxes on every frame: the fast pass, then escalation where it found nothing."""
+        start = time.perf_counter()
+        boxes = [self.detect(frame, 0) for frame in frames]
+        found_by = np.array([0 if len(b) else -1 for b in boxes], np.int8)
+        missing = np.flatnonzero(found_by < 0)
+        passes = self._useful_passes(frames[0]) if len(frames) else []
+        if len(missing) and passes:
+            probe = missing[np.unique(np.linspace(0, len(missing) - 1,
+                                                  min(self.probe_frames, len(missing))).round()
+                                      .astype(int))]
+            lowest = self._escalate(frames, probe, boxes, found_by, passes)
+            if lowest is not None:  # faces are there: try the other frames from that pass on
+                rest = np.setdiff1d(missing, probe)
+                self._escalate(frames, rest, boxes, found_by, [p for p in passes if p >= lowest])
+        return Detections(boxes, found_by, time.perf_counter() - start)
+
+    def effective_sides(self, frame: np.ndarray) -> list[int]:
+        """The long side, in pixels after upsampling, that each useful pass searches."""
+        return [round(self._pass_scale(frame, i)[1]) for i in [0, *self._useful_passes(frame)]]
 
     def landmarks(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
         """68 (x, y) points [68, 2] predicted on the full-resolution frame inside `box`."""
@@ -124,20 +230,35 @@ class FaceAnalyzer:
         shape = self.predictor(np.ascontiguousarray(frame), rect)
         return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
 
-    def track(self, frames: np.ndarray) -> FaceTrack:
-        """One face track over `frames` [T, H, W, 3]; raises ValueError when no frame has a face."""
-        detections = [self.detect(frame) for frame in frames]
-        picks = track_faces(detections)
+    def tracks(self, frames: np.ndarray, max_faces: int | None = None) -> list[FaceTrack]:
+        """Face tracks over `frames` [T, H, W, 3], the main one first (the largest face's; see
+        `track_faces`), at most `max_faces`; raises ValueError when no frame has a face."""
+        detections = self.detect_all(frames)
+        min_frames = max(1, math.ceil(self.min_track_fraction * len(frames)))
+        linked = link_tracks(detections.boxes, max_faces or self.max_faces, min_frames)
+        if not linked:
+            searched = " / ".join(f"{s} px" for s in self.effective_sides(frames[0])) \
+                if len(frames) else "-"
+            raise ValueError(f"no face found in any of the {len(frames)} sampled frames "
+                             f"(searched at {searched}; {detections.seconds:.1f} s)")
+        return [self._track(frames, detections, picks) for picks in linked]
+
+    def _track(self, frames: np.ndarray, detections: Detections, picks: list[int | None]
+               ) -> FaceTrack:
         found = np.array([p is not None for p in picks], bool)
-        if not found.any():
-            raise ValueError(f"no face found in any of the {len(frames)} sampled frames")
         boxes = np.zeros((len(frames), 4), np.float32)
         landmarks = np.zeros((len(frames), 68, 2), np.float32)
         for t, pick in enumerate(picks):
             if pick is not None:
-                boxes[t] = detections[t][pick]
+                boxes[t] = detections.boxes[t][pick]
                 landmarks[t] = self.landmarks(frames[t], boxes[t])
-        return FaceTrack(fill_missing(boxes, found), fill_missing(landmarks, found), found)
+        detect_pass = np.where(found, detections.found_by, -1).astype(np.int8)
+        return FaceTrack(fill_missing(boxes, found), fill_missing(landmarks, found), found,
+                         detect_pass)
+
+    def track(self, frames: np.ndarray) -> FaceTrack:
+        """The main face track over `frames`; raises ValueError when no frame has a face."""
+        return self.tracks(frames, max_faces=1)[0]
 
 
 def crop_square(landmarks: np.ndarray, margin: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Videos -> cached FaceClips: sampling, face track, crops, ROIs, masks; batch runner with resume.
+"""Videos and images -> cached FaceClips: sampling, face tracks, crops, ROIs, masks; batch runner
+with resume.
 
 Each video's outcome is persisted on its own, atomically: `<clip>.npz` on success, `<clip>.error.json`
 with a one-line reason on failure. index.csv is rebuilt from those outcomes, so a run killed half-way
@@ -18,17 +19,18 @@ from common.config import PreprocessConfig
 from common.io import atomic_write_json
 from common.log import info, progress
 from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer, crop_square, to_crop_coords, warp_crop
+from preprocessing.faces import FaceAnalyzer, FaceTrack, crop_square, to_crop_coords, warp_crop
 from preprocessing.masks import (masks_from_difference, masks_from_mask_file,
                                  masks_from_mask_video)
 from preprocessing.regions import clip_rois
-from preprocessing.sample_cache import (FORMAT_VERSION, FaceClip, clip_id_for, params_digest,
-                                        write_index)
+from preprocessing.sample_cache import (FORMAT_VERSION, FaceClip, clip_id_for, face_path,
+                                        params_digest, write_index)
 from preprocessing.video_io import SampledFrames, VideoError, sample_frames
 
 # parameters that change what a FaceClip contains (workers does not)
 _CLIP_PARAMS = ["num_frames", "crop_size", "margin", "detect_max_side", "detect_upsample",
-                "max_decode_side", "mask_threshold"]
+                "detect_escalation", "min_face_size", "max_faces", "min_track_fraction",
+                "frame_sampling", "max_decode_side", "mask_threshold"]
 
 
 def clip_params(cfg: PreprocessConfig) -> dict:
@@ -37,61 +39,92 @@ def clip_params(cfg: PreprocessConfig) -> dict:
     return params
 
 
-def faceclip_from_frames(frames: np.ndarray, analyzer: FaceAnalyzer, cfg: PreprocessConfig):
-    """Face track + crops of decoded frames [T, H, W, 3]: (crops, landmarks, rois, found, boxes).
+def crop_track(frames: np.ndarray, track: FaceTrack, cfg: PreprocessConfig):
+    """Crops of one face track over decoded frames [T, H, W, 3]: (crops, landmarks, rois, boxes).
 
     Boxes are in the pixels of `frames`; landmarks and ROIs in crop pixels.
     """
-    track = analyzer.track(frames)
     size = cfg.crop_size
     boxes = np.stack([crop_square(points, cfg.margin) for points in track.landmarks])
     crops = np.stack([warp_crop(frame, box, size) for frame, box in zip(frames, boxes)])
     landmarks = np.stack([to_crop_coords(points, box, size)
                           for points, box in zip(track.landmarks, boxes)])
-    return crops, landmarks, clip_rois(landmarks, size), track.face_found, boxes
+    return crops, landmarks, clip_rois(landmarks, size), boxes
 
 
-def preprocess_video(entry: VideoEntry, cfg: PreprocessConfig, analyzer: FaceAnalyzer,
-                     sampled: SampledFrames | None = None) -> FaceClip:
-    """One video -> FaceClip. Raises VideoError / ValueError with a one-line reason.
+class _MaskSource:
+    """Where a video's ground-truth masks come from, read once for all its faces."""
+
+    def __init__(self, entry: VideoEntry, sampled: SampledFrames, cfg: PreprocessConfig):
+        self.entry, self.sampled, self.cfg = entry, sampled, cfg
+        self.kind, self.frames = "none", None
+        if entry.label == 0:
+            self.kind = "real"
+        elif entry.mask_video is not None:
+            self.kind = "mask_video"
+            self.frames = sample_frames(entry.mask_video, cfg.num_frames, cfg.max_decode_side,
+                                        indices=sampled.frame_index)
+        elif entry.mask_file is not None:
+            self.kind = "mask_file"
+        elif entry.source_video is not None:
+            self.kind = "difference"
+            self.frames = sample_frames(entry.source_video, cfg.num_frames, cfg.max_decode_side,
+                                        indices=sampled.frame_index)
+
+    def masks(self, crop_box: np.ndarray, count: int) -> np.ndarray | None:
+        """uint8 [T, S, S] masks of the face whose crop square (source pixels) is `crop_box`."""
+        size, sampled = self.cfg.crop_size, self.sampled
+        if self.kind == "real":
+            return np.zeros((count, size, size), np.uint8)
+        if self.kind == "mask_video":
+            return _pad_frames(masks_from_mask_video(self.frames, crop_box, size), count)
+        if self.kind == "mask_file":
+            return masks_from_mask_file(self.entry.mask_file, sampled.frame_index, crop_box,
+                                        sampled.scale, size)
+        if self.kind == "difference":
+            return masks_from_difference(sampled, self.frames, crop_box, size,
+                                         self.cfg.mask_threshold)
+        return None
+
+
+def preprocess_faces(entry: VideoEntry, cfg: PreprocessConfig, analyzer: FaceAnalyzer,
+                     sampled: SampledFrames | None = None, max_faces: int | None = None
+                     ) -> list[FaceClip]:
+    """One video (or image) -> a FaceClip per face track, the main face first. Raises VideoError /
+    ValueError with a one-line reason.
 
     `sampled`: frames already decoded from entry.path (e.g. one time segment of it).
     """
     if sampled is None:
-        sampled = sample_frames(entry.path, cfg.num_frames, cfg.max_decode_side)
-    crops, landmarks, rois, found, boxes = faceclip_from_frames(sampled.frames, analyzer, cfg)
-    crop_box = (boxes / sampled.scale).astype(np.float32)  # back to source-frame pixels
-
-    mask, mask_source = None, "none"
-    if entry.label == 0:
-        mask, mask_source = np.zeros(crops.shape[:3], np.uint8), "real"
-    elif entry.mask_video is not None:
-        mask_frames = sample_frames(entry.mask_video, cfg.num_frames, cfg.max_decode_side,
-                                    indices=sampled.frame_index)
-        mask = masks_from_mask_video(mask_frames, crop_box, cfg.crop_size)
-        mask = _pad_frames(mask, len(crops))
-        mask_source = "mask_video"
-    elif entry.mask_file is not None:
-        mask = masks_from_mask_file(entry.mask_file, sampled.frame_index, crop_box, sampled.scale,
-                                    cfg.crop_size)
-        mask_source = "mask_file"
-    elif entry.source_video is not None:
-        source = sample_frames(entry.source_video, cfg.num_frames, cfg.max_decode_side,
-                               indices=sampled.frame_index)
-        mask = masks_from_difference(sampled, source, crop_box, cfg.crop_size, cfg.mask_threshold)
-        mask_source = "difference"
-
+        sampled = sample_frames(entry.path, cfg.num_frames, cfg.max_decode_side,
+                                sampling=cfg.frame_sampling)
+    tracks = analyzer.tracks(sampled.frames, max_faces=max_faces)
+    truth = _MaskSource(entry, sampled, cfg)
     meta = {
         "video": entry.rel, "label": entry.label, "method": entry.method, "source": entry.source,
         "split": entry.split, "dataset": entry.dataset, "fps": sampled.fps,
         "total_frames": sampled.total_frames, "source_size": list(sampled.source_size),
-        "short_video": sampled.short_video, "decoder": sampled.backend, "mask_source": mask_source,
-        "crop_size": cfg.crop_size, "preprocess": clip_params(cfg),
-        "params_digest": params_digest(clip_params(cfg)),
+        "short_video": sampled.short_video, "decoder": sampled.backend,
+        "sampling": sampled.sampling, "mask_source": truth.kind, "crop_size": cfg.crop_size,
+        "preprocess": clip_params(cfg), "params_digest": params_digest(clip_params(cfg)),
+        "faces": len(tracks),
     }
-    return FaceClip(frames=crops, landmarks=landmarks, rois=rois, face_found=found,
-                    frame_index=sampled.frame_index.astype(np.int32), crop_box=crop_box,
-                    meta=meta, mask=mask)
+    clips = []
+    for face, track in enumerate(tracks):
+        crops, landmarks, rois, boxes = crop_track(sampled.frames, track, cfg)
+        crop_box = (boxes / sampled.scale).astype(np.float32)  # back to source-frame pixels
+        clips.append(FaceClip(frames=crops, landmarks=landmarks, rois=rois,
+                              face_found=track.face_found,
+                              frame_index=sampled.frame_index.astype(np.int32), crop_box=crop_box,
+                              meta={**meta, "face": face}, mask=truth.masks(crop_box, len(crops)),
+                              detect_pass=track.detect_pass))
+    return clips
+
+
+def preprocess_video(entry: VideoEntry, cfg: PreprocessConfig, analyzer: FaceAnalyzer,
+                     sampled: SampledFrames | None = None) -> FaceClip:
+    """One video -> the FaceClip of its main face (what training reads)."""
+    return preprocess_faces(entry, cfg, analyzer, sampled, max_faces=1)[0]
 
 
 def _pad_frames(mask: np.ndarray, count: int) -> np.ndarray:
@@ -118,7 +151,7 @@ def _init_worker(cfg: PreprocessConfig) -> None:
 
     cv2.setNumThreads(1)  # one process per core: no oversubscription
     _WORKER["cfg"] = cfg
-    _WORKER["analyzer"] = FaceAnalyzer(cfg.detect_max_side, cfg.detect_upsample)
+    _WORKER["analyzer"] = FaceAnalyzer.from_config(cfg)
 
 
 def _error_row(job: Job, reason: str) -> dict:
@@ -130,19 +163,22 @@ def _error_row(job: Job, reason: str) -> dict:
 def _run_job(job: Job) -> dict:
     """Process one video in a worker; persist its outcome; return its index row."""
     cfg: PreprocessConfig = _WORKER["cfg"]
-    npz, err_file = job.out_dir / f"{job.clip}.npz", job.out_dir / f"{job.clip}.error.json"
+    err_file = job.out_dir / f"{job.clip}.error.json"
     try:
-        clip = preprocess_video(job.entry, cfg, _WORKER["analyzer"])
+        clips = preprocess_faces(job.entry, cfg, _WORKER["analyzer"])
     except (VideoError, ValueError, OSError) as exc:
         row = _error_row(job, str(exc))
     except Exception as exc:  # an unexpected bug must not stop the batch either: report it
         row = _error_row(job, f"internal error {type(exc).__name__}: {exc}")
         row["traceback"] = traceback.format_exc(limit=5)
     else:
-        clip.save(npz)
+        for stale in job.out_dir.glob(f"{job.clip}.face*.npz"):  # from a run with more faces
+            stale.unlink()
+        for face in range(len(clips) - 1, -1, -1):  # the main face last: it marks the video done
+            clips[face].save(face_path(job.out_dir, job.clip, face))
         if err_file.exists():
             err_file.unlink()
-        return row_for_clip(job.clip, clip)
+        return row_for_clip(job.clip, clips[0])
     atomic_write_json(err_file, {**row, "params_digest": params_digest(clip_params(cfg))})
     row.pop("traceback", None)
     return row
@@ -152,7 +188,8 @@ def row_for_clip(clip_id: str, clip: FaceClip) -> dict:
     meta = clip.meta
     return {"clip": clip_id, "video": meta["video"], "label": meta["label"],
             "method": meta["method"], "split": meta.get("split", ""),
-            "face_frames": int(clip.face_found.sum()), "status": "ok", "error": ""}
+            "face_frames": int(clip.face_found.sum()), "faces": int(meta.get("faces", 1)),
+            "status": "ok", "error": ""}
 
 
 def _cached_row(job: Job, digest: str, retry_errors: bool) -> dict | None:

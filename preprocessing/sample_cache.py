@@ -1,6 +1,9 @@
-"""FaceClip: the per-video sample every stage reads (the data contract of ../shared/DESIGN.md).
+"""FaceClip: the per-face sample every stage reads (the data contract of ../shared/DESIGN.md).
 
-One compressed .npz per video, written atomically, and a row per video in the cache's index.csv.
+One compressed .npz per face track, written atomically: `<clip>.npz` holds a video's main face (the
+one training reads), `<clip>.face<k>.npz` its k-th other face. index.csv has a row per video, with
+how many faces it has. Format 1 (one face, no detect_pass) still loads: detect_pass is then 0 where
+a face was found.
 """
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ import numpy as np
 
 from common.io import atomic_save_npz, atomic_write_text
 
-FORMAT_VERSION = 1
-INDEX_COLUMNS = ["clip", "video", "label", "method", "split", "face_frames", "status", "error"]
-ARRAY_KEYS = ["frames", "landmarks", "rois", "mask", "face_found", "frame_index", "crop_box"]
+FORMAT_VERSION = 2
+INDEX_COLUMNS = ["clip", "video", "label", "method", "split", "face_frames", "faces", "status",
+                 "error"]
+ARRAY_KEYS = ["frames", "landmarks", "rois", "mask", "face_found", "frame_index", "crop_box",
+              "detect_pass"]
 
 
 @dataclass
@@ -32,8 +37,12 @@ class FaceClip:
     crop_box: np.ndarray  # float32 [T, 4] crop square in source-frame pixels
     meta: dict[str, Any] = field(default_factory=dict)
     mask: np.ndarray | None = None  # uint8 [T, S, S] 0/255; None when unknown
+    # int8 [T] the detection pass that found the face (0: the fast one; faces.py), -1: none
+    detect_pass: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.detect_pass is None:
+            self.detect_pass = np.where(self.face_found, 0, -1).astype(np.int8)
         self.validate()
 
     @property
@@ -59,6 +68,7 @@ class FaceClip:
             (self.face_found.shape == (t,) and self.face_found.dtype == bool, "face_found: bool [T]"),
             (self.frame_index.shape == (t,), "frame_index must be [T]"),
             (self.crop_box.shape == (t, 4), "crop_box must be [T, 4]"),
+            (self.detect_pass.shape == (t,), "detect_pass must be [T]"),
             (self.mask is None or (self.mask.shape == self.frames.shape[:3]
                                    and self.mask.dtype == np.uint8), "mask must be uint8 [T, S, S]"),
         ]
@@ -72,6 +82,7 @@ class FaceClip:
             "rois": self.rois.astype(np.int16), "face_found": self.face_found.astype(bool),
             "frame_index": self.frame_index.astype(np.int32),
             "crop_box": self.crop_box.astype(np.float32),
+            "detect_pass": self.detect_pass.astype(np.int8),
             "meta": np.array(json.dumps({"format_version": FORMAT_VERSION, **self.meta},
                                         sort_keys=True)),
         }
@@ -94,10 +105,21 @@ class FaceClip:
                 mask = None
             clip = cls(frames=pixels, landmarks=data["landmarks"], rois=data["rois"],
                        face_found=data["face_found"], frame_index=data["frame_index"],
-                       crop_box=data["crop_box"], meta=meta, mask=mask)
+                       crop_box=data["crop_box"], meta=meta, mask=mask,
+                       detect_pass=data["detect_pass"] if "detect_pass" in data.files else None)
         if not frames and size:
             clip.meta.setdefault("crop_size", size)
         return clip
+
+
+def face_path(cache_dir: str | Path, clip_id: str, face: int = 0) -> Path:
+    """Where a video's face track `face` lies in a cache (0: the main face)."""
+    return Path(cache_dir) / (f"{clip_id}.npz" if face == 0 else f"{clip_id}.face{face}.npz")
+
+
+def face_count(row: dict) -> int:
+    """How many faces an index row's video has (indexes older than format 2: one)."""
+    return int(row.get("faces") or 1)
 
 
 def clip_id_for(video_rel: str) -> str:

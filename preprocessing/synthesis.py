@@ -304,7 +304,8 @@ def synthesize(real: FaceClip, method: str, rng: np.random.Generator,
         meta["donor_source"] = donor.meta.get("source", "")
     fake = FaceClip(frames=frames, landmarks=real.landmarks.copy(), rois=real.rois.copy(),
                     face_found=real.face_found.copy(), frame_index=real.frame_index.copy(),
-                    crop_box=real.crop_box.copy(), meta=meta, mask=masks)
+                    crop_box=real.crop_box.copy(), meta=meta, mask=masks,
+                    detect_pass=real.detect_pass.copy())
     return SynthResult(fake, params, weights)
 
 

@@ -1,4 +1,10 @@
-"""Decode N evenly spaced frames of a video.
+"""Decode N evenly spaced frames of a video (or read a still image as a one-frame video).
+
+Sampling "exact" decodes the evenly spaced frames themselves; "keyframe" moves each to the nearest
+cheaply decodable frame (a keyframe, or one of the first few frames after it), which skips decoding
+whole GOPs; "auto" takes "keyframe" when the video has keyframes enough to keep the samples spread
+over it (at least `num_frames // 2`: at most two samples per keyframe), else "exact". The frames'
+real indices are returned either way. benchmarks/sampling_equivalence.py measures what it changes.
 
 decord first (`get_batch` on the wanted indices: it seeks to the nearest keyframe and decodes only up
 to each wanted frame, and can scale while decoding); ffmpeg-python as the fallback, with one ffmpeg
@@ -15,6 +21,10 @@ from pathlib import Path
 import numpy as np
 
 
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+SAMPLING_MODES = ("auto", "exact", "keyframe")
+
+
 class VideoError(RuntimeError):
     """A video that cannot be read; the message is one line meant for the user's report."""
 
@@ -29,6 +39,7 @@ class SampledFrames:
     scale: float  # decoded size / source size (1.0 unless the video exceeded max_side)
     backend: str
     requested: int = 0  # how many frames were asked for
+    sampling: str = "exact"  # exact | keyframe (what was used; see the module doc) | image
 
     @property
     def short_video(self) -> bool:
@@ -44,6 +55,34 @@ def evenly_spaced_indices(total_frames: int, num_frames: int) -> np.ndarray:
         return np.arange(total_frames, dtype=np.int32)
     centres = (np.arange(num_frames) + 0.5) * total_frames / num_frames
     return np.minimum(centres.astype(np.int64), total_frames - 1).astype(np.int32)
+
+
+def keyframe_near_indices(total_frames: int, num_frames: int, keyframes, min_keyframes: int = 1
+                          ) -> np.ndarray | None:
+    """`num_frames` distinct frames, each at or a few frames after a keyframe, as near as they can
+    be to the evenly spaced frames; None when the video is too short or has fewer than
+    `min_keyframes` keyframes (then exact sampling is the right choice).
+
+    With K keyframes, up to ceil(num_frames / K) frames starting at each keyframe are candidates, so
+    decoding costs at most that many frames per keyframe instead of every frame up to each sample.
+    """
+    targets = evenly_spaced_indices(total_frames, num_frames)
+    keys = np.unique(np.asarray(keyframes, np.int64))
+    keys = keys[(keys >= 0) & (keys < total_frames)]
+    if len(targets) < num_frames or len(keys) < max(1, min_keyframes):
+        return None
+    lead = -(-num_frames // len(keys))  # frames decodable per keyframe
+    ends = np.append(keys[1:], total_frames)
+    candidates = np.concatenate([np.arange(k, min(k + lead, end)) for k, end in zip(keys, ends)])
+    if len(candidates) < num_frames:
+        return None
+    picks, low = [], 0
+    for i, target in enumerate(targets):  # nearest candidate, in order, leaving room for the rest
+        high = len(candidates) - (num_frames - i)
+        j = low + int(np.argmin(np.abs(candidates[low:high + 1] - target)))
+        picks.append(candidates[j])
+        low = j + 1
+    return np.array(picks, np.int32)
 
 
 def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int, float]:
@@ -71,8 +110,40 @@ def _pick_indices(total: int, num_frames: int, indices: np.ndarray | None) -> np
     return indices[indices < total]
 
 
+def _keyframe_picks(reader, total: int, num_frames: int, sampling: str) -> np.ndarray | None:
+    if sampling == "exact":
+        return None
+    try:
+        keys = reader.get_key_indices()
+    except Exception:  # a container without a usable index: exact sampling still works
+        return None
+    return keyframe_near_indices(total, num_frames, keys,
+                                 num_frames // 2 if sampling == "auto" else 1)
+
+
+def _read_image(path: Path, max_side: int) -> SampledFrames:
+    """A still image as a one-frame video."""
+    import cv2
+
+    image = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise VideoError(f"not a readable image ({path.suffix.lower()} that OpenCV cannot decode)")
+    height, width = image.shape[:2]
+    new_w, new_h, scale = _scaled_size(width, height, max_side)
+    if scale < 1.0:
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return SampledFrames(frames=cv2.cvtColor(image, cv2.COLOR_BGR2RGB)[None],
+                         frame_index=np.zeros(1, np.int32), fps=0.0, total_frames=1,
+                         source_size=(width, height), scale=scale, backend="image", requested=1,
+                         sampling="image")
+
+
+def is_image(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
 def _sample_decord(path: Path, num_frames: int, max_side: int, threads: int,
-                   indices: np.ndarray | None) -> SampledFrames:
+                   indices: np.ndarray | None, sampling: str) -> SampledFrames:
     import decord
 
     try:
@@ -86,7 +157,9 @@ def _sample_decord(path: Path, num_frames: int, max_side: int, threads: int,
             reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads,
                                         width=new_w, height=new_h)
         fps = float(reader.get_avg_fps())
-        indices = _pick_indices(total, num_frames, indices)
+        near = _keyframe_picks(reader, total, num_frames, sampling) if indices is None else None
+        used = "exact" if near is None else "keyframe"
+        indices = _pick_indices(total, num_frames, indices) if near is None else near
         if len(indices) == 0:
             raise VideoError("none of the requested frames exist in this video")
         frames = reader.get_batch(indices.tolist()).asnumpy()
@@ -94,7 +167,7 @@ def _sample_decord(path: Path, num_frames: int, max_side: int, threads: int,
         raise VideoError(f"not a readable video ({str(err).splitlines()[0][:120]})") from None
     return SampledFrames(frames=np.ascontiguousarray(frames), frame_index=indices, fps=fps,
                          total_frames=total, source_size=(width, height), scale=scale,
-                         backend="decord", requested=num_frames)
+                         backend="decord", requested=num_frames, sampling=used)
 
 
 def ffmpeg_binary() -> str:
@@ -164,22 +237,27 @@ def decord_available() -> bool:
 
 def sample_frames(path: str | Path, num_frames: int = 30, max_side: int = 1920,
                   backend: str = "auto", threads: int = 1,
-                  indices: np.ndarray | None = None) -> SampledFrames:
-    """Decode `num_frames` evenly spaced RGB frames of `path` (or exactly the frames `indices`, e.g.
-    to sample a fake's source or mask video at the fake's frames).
+                  indices: np.ndarray | None = None, sampling: str = "exact") -> SampledFrames:
+    """Decode `num_frames` RGB frames of `path` spread over the video as `sampling` says (module
+    doc), or exactly the frames `indices` (e.g. to sample a fake's source or mask video at the
+    fake's frames). An image file (IMAGE_EXTENSIONS) is read as a one-frame video.
 
-    backend: "auto" (decord, ffmpeg if decord is missing or fails), "decord" or "ffmpeg".
-    Raises VideoError with a one-line reason for anything that is not a readable video.
+    backend: "auto" (decord, ffmpeg if decord is missing or fails), "decord" or "ffmpeg" (ffmpeg
+    samples exactly). Raises VideoError with a one-line reason for anything that is not readable.
     """
     path = Path(path)
     _check_file(path)
     if backend not in {"auto", "decord", "ffmpeg"}:
         raise ValueError(f"unknown backend {backend!r}")
+    if sampling not in SAMPLING_MODES:
+        raise ValueError(f"unknown sampling {sampling!r}; choose from {SAMPLING_MODES}")
+    if is_image(path):
+        return _read_image(path, max_side)
     use_decord = backend == "decord" or (backend == "auto" and decord_available()
                                          and not os.environ.get("DELOCATE_NO_DECORD"))
     if use_decord:
         try:
-            return _sample_decord(path, num_frames, max_side, threads, indices)
+            return _sample_decord(path, num_frames, max_side, threads, indices, sampling)
         except VideoError:
             if backend == "decord":
                 raise

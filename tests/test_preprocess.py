@@ -1,6 +1,7 @@
 """The batch runner: bad input never crashes a batch, exit codes, resume after a kill."""
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,6 +53,9 @@ def test_bad_inputs_in_one_batch(tmp_path, carphone, bigbuckbunny):
         assert rows[name]["status"] == "error", name
         assert reason in rows[name]["error"], (name, rows[name]["error"])
         assert "\n" not in rows[name]["error"]
+    # the face-less video was searched at every detection pass, and the time it took is reported
+    assert re.search(r"searched at \d+ px / \d+ px / \d+ px; \d+\.\d s\)",
+                     rows["noface.mp4"]["error"])
     for name in ["five.mp4", "gray.mp4", "huge.mp4", "good.mp4"]:
         assert rows[name]["status"] == "ok", (name, rows[name]["error"])
         clip = FaceClip.load(cache / f"{rows[name]['clip']}.npz")

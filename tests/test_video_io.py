@@ -61,3 +61,19 @@ def test_unreadable_files_raise_one_line_errors(tmp_path, content):
 def test_missing_file(tmp_path):
     with pytest.raises(VideoError, match="not found"):
         sample_frames(tmp_path / "nope.mp4")
+
+
+def test_keyframe_near_indices():
+    from preprocessing.video_io import evenly_spaced_indices, keyframe_near_indices
+
+    # keyframes every 30 frames, 60 of them: each sample is the keyframe nearest its even position
+    picks = keyframe_near_indices(1800, 30, np.arange(0, 1800, 30))
+    assert (picks % 30 == 0).all() and len(set(picks)) == 30
+    assert np.abs(picks - evenly_spaced_indices(1800, 30)).max() <= 15
+    # 8 keyframes for 30 samples: up to 4 frames from each keyframe on, all distinct, in order
+    keys = np.arange(0, 1800, 225)
+    picks = keyframe_near_indices(1800, 30, keys)
+    assert len(picks) == 30 and (np.diff(picks) > 0).all()
+    assert ((picks[:, None] - keys[None]) % 1800).min(axis=1).max() <= 3
+    assert keyframe_near_indices(1800, 30, keys, min_keyframes=9) is None  # too few: exact
+    assert keyframe_near_indices(20, 30, [0]) is None  # short video: every frame anyway
