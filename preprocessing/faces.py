@@ -5,9 +5,10 @@ Detection runs on a downscaled frame (long side <= detect_max_side) and landmark
 frame: measured 25.6 ms instead of 85 ms per 720p frame with the same hit rate (../shared/DESIGN.md).
 dlib's HOG window is 80 px, so that fast pass misses faces under ~80 px in a 640 px frame (a stage,
 a panel, a distant speaker). Frames where it finds nothing are retried at the escalation passes
-(more resolution, dlib upsampling: ~0.1 s and ~0.4 s a frame); a few such frames are probed first,
-and when none of them has a face at any pass the rest are not tried, which bounds the cost of a
-face-less video.
+(more resolution, dlib upsampling: ~0.1 s and ~0.4 s a frame), unless the faces it found elsewhere
+in the video are well above that size (then a miss is a pose or blur, not a size); a few such frames
+are probed first, and when none of them has a face at any pass the rest are not tried, which bounds
+the cost of a face-less video.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 
 LANDMARK_FILE = "shape_predictor_68_face_landmarks.dat"
+HOG_WINDOW = 80  # px: the smallest face dlib's frontal detector finds at the scale it searches
 
 
 def landmark_model_path() -> Path:
@@ -210,7 +212,7 @@ class FaceAnalyzer:
         found_by = np.array([0 if len(b) else -1 for b in boxes], np.int8)
         missing = np.flatnonzero(found_by < 0)
         passes = self._useful_passes(frames[0]) if len(frames) else []
-        if len(missing) and passes:
+        if len(missing) and passes and not self._faces_are_large(frames[0], boxes):
             probe = missing[np.unique(np.linspace(0, len(missing) - 1,
                                                   min(self.probe_frames, len(missing))).round()
                                       .astype(int))]
@@ -219,6 +221,16 @@ class FaceAnalyzer:
                 rest = np.setdiff1d(missing, probe)
                 self._escalate(frames, rest, boxes, found_by, [p for p in passes if p >= lowest])
         return Detections(boxes, found_by, time.perf_counter() - start)
+
+    def _faces_are_large(self, frame: np.ndarray, boxes: list[np.ndarray]) -> bool:
+        """True when the fast pass found faces at least twice the smallest it can find (80 px at
+        its effective resolution, dlib's HOG window): frames it missed then miss a face for its pose
+        or blur, not its size, and more resolution would only cost time."""
+        widths = [float(b[2] - b[0]) for frame_boxes in boxes for b in frame_boxes]
+        if not widths:
+            return False
+        smallest = HOG_WINDOW * max(frame.shape[:2]) / self._pass_scale(frame, 0)[1]
+        return float(np.median(widths)) >= 2 * smallest
 
     def effective_sides(self, frame: np.ndarray) -> list[int]:
         """The long side, in pixels after upsampling, that each useful pass searches."""

@@ -76,6 +76,18 @@ def test_a_40px_face_in_a_640x360_frame_is_found_by_escalation(tmp_path, carphon
     assert (FaceClip.load(saved).detect_pass == clip.detect_pass).all()
 
 
+def test_no_escalation_where_the_faces_found_are_large(carphone):
+    frames = np.stack([cv2.resize(f, (704, 576)) for f in sample_frames(carphone, 6).frames])
+    frames[2] = 96  # a frame without the face: a miss that more resolution cannot fix
+    analyzer = FaceAnalyzer.from_config(PreprocessConfig())
+    passes_run = []
+    detect = analyzer.detect
+    analyzer.detect = lambda frame, index=0: passes_run.append(index) or detect(frame, index)
+    found = analyzer.detect_all(frames)
+    assert found.found_by.tolist() == [0, 0, -1, 0, 0, 0]
+    assert set(passes_run) == {0}
+
+
 def test_format_1_clips_still_load(tmp_path, short_carphone):
     cfg = PreprocessConfig(num_frames=4)
     clip = preprocess_faces(VideoEntry(short_carphone, "c.mp4", 0), cfg, FaceAnalyzer())[0]
