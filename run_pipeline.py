@@ -168,14 +168,14 @@ def stage_forge(args, cfg) -> int:
 
 
 def stage_release(args, cfg) -> int:
-    from training.release import run_release
+    from workflows.release import run_release
 
     _need(args, "out")
     return run_release(args.out, cfg)
 
 
 def stage_export(args, cfg) -> int:
-    from training.export import SHIPPED, export_run
+    from workflows.export import SHIPPED, export_run
 
     _need(args, "run")
     out = export_run(args.run, args.out or SHIPPED)
@@ -242,7 +242,7 @@ def stage_evaluate(args, cfg) -> int:
 def stage_score(args, cfg) -> int:
     from common.config import load_config
     from evaluation.score import run_score
-    from training.export import SHIPPED, shipped_run
+    from workflows.export import SHIPPED, shipped_run
 
     _need(args, "out")
     if not args.inputs:
@@ -263,7 +263,7 @@ def stage_score(args, cfg) -> int:
 
 
 def stage_demo(args, cfg) -> int:
-    from evaluation.demo import run_demo
+    from workflows.demo import run_demo
 
     return run_demo(args.out or "demo_output", cfg)
 

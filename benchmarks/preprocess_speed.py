@@ -11,7 +11,7 @@
 
 Prints (c)/(a), (c)/(a'), (a)/(b), how (a) and (b) grow with video length, what the detection
 fallback costs on a face-less video, and videos per minute with 1 and 2 worker processes.
-Usage: python benchmarks/preprocess_speed.py [--quick] [--long]  (--long adds a 10 min 720p video)
+Usage: python -m benchmarks.preprocess_speed [--quick] [--long]  (--long adds a 10 min 720p video)
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import dataclasses
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,13 +28,11 @@ import cv2
 import decord
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common.config import PreprocessConfig  # noqa: E402
-from preprocessing.datasets import VideoEntry  # noqa: E402
-from preprocessing.faces import FaceAnalyzer, crop_square, warp_crop  # noqa: E402
-from preprocessing.preprocess import preprocess_faces, run_preprocess  # noqa: E402
-from preprocessing.video_io import ffmpeg_binary, sample_frames  # noqa: E402
+from common.config import PreprocessConfig
+from preprocessing.datasets import VideoEntry
+from preprocessing.faces import FaceAnalyzer, crop_square, warp_crop
+from preprocessing.preprocess import preprocess_faces, run_preprocess
+from preprocessing.video_io import ffmpeg_binary, sample_frames
 
 
 def carphone() -> Path:

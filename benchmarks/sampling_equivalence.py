@@ -18,7 +18,7 @@ equal segments instead of their centres is just as valid a sample, and the diffe
 (column "shift") are how much a score moves with the choice of frames alone: the yardstick for
 the differences keyframe-near sampling makes.
 
-Usage: python benchmarks/sampling_equivalence.py MANIFEST.csv [...] [--run RUN] [--limit N]
+Usage: python -m benchmarks.sampling_equivalence MANIFEST.csv [...] [--run RUN] [--limit N]
 (default model: the shipped one in models/release)
 """
 from __future__ import annotations
@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import hashlib
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,15 +34,13 @@ from pathlib import Path
 import decord
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common.io import atomic_save_npz  # noqa: E402
-from evaluation.detector import Detector  # noqa: E402
-from evaluation.metrics import iou, roc_auc  # noqa: E402
-from preprocessing.datasets import VideoEntry, discover_manifest  # noqa: E402
-from preprocessing.faces import FaceAnalyzer  # noqa: E402
-from preprocessing.preprocess import preprocess_video  # noqa: E402
-from preprocessing.video_io import VideoError, ffmpeg_binary, sample_frames  # noqa: E402
+from common.io import atomic_save_npz
+from common.metrics import iou, roc_auc
+from evaluation.detector import Detector
+from preprocessing.datasets import VideoEntry, discover_manifest
+from preprocessing.faces import FaceAnalyzer
+from preprocessing.preprocess import preprocess_video
+from preprocessing.video_io import VideoError, ffmpeg_binary, sample_frames
 
 
 def loop_video(entry: VideoEntry, seconds: int, gop: float, out_dir: Path) -> VideoEntry:
@@ -136,7 +133,7 @@ def main() -> None:
                         help="join this many different clips per long video instead of looping one")
     parser.add_argument("--scratch", default=None, help="folder for the looped videos")
     args = parser.parse_args()
-    from training.export import SHIPPED
+    from workflows.export import SHIPPED
 
     detector = Detector(args.run or SHIPPED)
     threshold = detector.threshold[0]

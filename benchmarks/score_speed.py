@@ -6,7 +6,7 @@
   pass per frame (as benchmarks/preprocess_speed.py defines it);
 - videos per minute end to end, and ratios against the floor.
 
-Usage: python benchmarks/score_speed.py [--run RUN_DIR] [--videos demo_output/test_videos]
+Usage: python -m benchmarks.score_speed [--run RUN_DIR] [--videos demo_output/test_videos]
 Without --run it measures the shipped model (models/release); without --videos it scores copies of
 the bundled carphone clip.
 """
@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.preprocess_speed import carphone, floor  # noqa: E402
-from evaluation.detector import Detector  # noqa: E402
-from evaluation.score import _score_one, collect_entries  # noqa: E402
-from preprocessing.faces import FaceAnalyzer  # noqa: E402
-from preprocessing.preprocess import run_preprocess  # noqa: E402
-from preprocessing.sample_cache import clip_id_for, read_index  # noqa: E402
-from training.export import shipped_run  # noqa: E402
+from benchmarks.preprocess_speed import carphone, floor
+from evaluation.detector import Detector
+from evaluation.score import _score_one, collect_entries
+from preprocessing.faces import FaceAnalyzer
+from preprocessing.preprocess import run_preprocess
+from preprocessing.sample_cache import clip_id_for, face_count, read_index
+from workflows.export import shipped_run
 
 
 def main() -> None:
@@ -61,11 +58,12 @@ def main() -> None:
     for entry in entries:
         clip_id = clip_id_for(entry.rel)
         if index.get(clip_id, {}).get("status") == "ok":
-            _score_one(detector, entry, clip_id, scratch / "cache", scratch / "report", 0.5)
+            _score_one(detector, entry, clip_id, face_count(index[clip_id]), scratch / "cache",
+                       scratch / "report", 0.5)
             scored += 1
     model_s = (time.perf_counter() - start) / max(1, scored)
 
-    analyzer = FaceAnalyzer(cfg.detect_max_side, cfg.detect_upsample)
+    analyzer = FaceAnalyzer.from_config(cfg)
     start = time.perf_counter()
     for entry in entries:
         floor(entry.path, analyzer, cfg)

@@ -8,7 +8,7 @@ process:
 
 Prints images/s of each and the ratios (c)/(a) (how much the data costs the training) and
 channels_last / contiguous. Usage:
-  python benchmarks/train_speed.py [--pool runs/release/pool] [--config configs/release.yaml]
+  python -m benchmarks.train_speed [--pool runs/release/pool] [--config configs/release.yaml]
 Without --pool it builds a two-person pool from the bundled clips in a temporary folder.
 """
 from __future__ import annotations

@@ -23,8 +23,8 @@ from evaluation.aggregate import aggregate
 from evaluation.fusion import Fusion
 from models.registry import build_model
 from preprocessing.sample_cache import FaceClip
-from stage1_recover.data import frame_positions, normalize, resize_frames
-from stage1_recover.engine import default_device
+from training.engine import default_device
+from training.inputs import frame_positions, normalize, resize_frames
 
 
 @dataclass

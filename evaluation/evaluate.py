@@ -13,12 +13,12 @@ import numpy as np
 
 from common.io import atomic_write_json
 from common.log import info, progress
+from common.metrics import (best_threshold, bootstrap_auc, detection_metrics,
+                                localization_metrics)
 from evaluation.detector import Detector
 from evaluation.fusion import fit_fusion
-from evaluation.metrics import (best_threshold, bootstrap_auc, detection_metrics,
-                                localization_metrics)
-from preprocessing.sample_cache import FaceClip
-from stage1_recover.data import select_rows
+from preprocessing.sample_cache import ClipCache
+from training.inputs import select_rows
 
 SCORES = ["s1", "s2", "dadf", "fused"]  # dadf: only when the run has the DADF head
 
@@ -28,8 +28,9 @@ def predict_split(detector: Detector, cache: Path, split: str) -> list[dict]:
     split "all": every clip of the cache, whatever its split (e.g. a test-only dataset)."""
     records = []
     rows = select_rows(cache, None if split == "all" else split)
+    clips = ClipCache(cache)
     for row in progress(rows, f"evaluate {split}", unit="clip"):
-        clip = FaceClip.load(cache / f"{row.clip}.npz")
+        clip = clips.load(row.clip)
         pred = detector.predict_clip(clip)
         record = {"clip": row.clip, "label": row.label, "method": row.method, "split": split,
                   "video": {"s1": pred.s1, "s2": pred.s2, "dadf": pred.dadf, "fused": pred.fused},

@@ -20,6 +20,7 @@ from common.io import atomic_save_npz, atomic_write_json
 from common.log import info, progress
 from evaluation.detector import Detector
 from evaluation.report import overlay_strip, score_plot, write_index_html, write_jsonl, write_scores_csv
+from evaluation.rows import FaceScore, ScoreRow
 from preprocessing.datasets import LayoutError, VideoEntry, discover, media_under
 from preprocessing.preprocess import clip_params, run_preprocess
 from preprocessing.sample_cache import FaceClip, clip_id_for, face_count, face_path, read_index
@@ -78,7 +79,8 @@ def _media_name(clip_id: str, face: int, kind: str) -> str:
 
 
 def _score_face(detector: Detector, entry: VideoEntry, clip: FaceClip, clip_id: str, out: Path,
-                threshold: float, source: tuple[np.ndarray, float] | None, faces: int) -> dict:
+                threshold: float, source: tuple[np.ndarray, float] | None, faces: int
+                ) -> FaceScore:
     """One face track: its scores, mask overlay strip, score plot and masks file."""
     face = int(clip.meta.get("face", 0))
     pred = detector.predict_clip(clip)
@@ -112,44 +114,34 @@ def _score_face(detector: Detector, entry: VideoEntry, clip: FaceClip, clip_id: 
                     "fused": float(pred.frame_fused()[t])} for t in range(clip.num_frames)]
     centre = clip.crop_box[clip.face_found].mean(axis=0) if clip.face_found.any() \
         else clip.crop_box.mean(axis=0)
-    return {
-        "face": face, "fake_score": pred.fused, "verdict": verdict, "s1": pred.s1, "s2": pred.s2,
-        "dadf": pred.dadf, "face_frames": int(clip.face_found.sum()),
-        "box": [round(float(v), 1) for v in centre],  # mean crop square, source pixels
-        "per_frame": frames_info,
-        "overlay": str(overlay.relative_to(out)) if overlay.exists() else "",
-        "plot": str(plot.relative_to(out)),
-        "masks": str(masks_file.relative_to(out)) if masks_file.exists() else "",
-    }
+    return FaceScore(face, pred.fused, verdict, pred.s1, pred.s2, pred.dadf,
+                     int(clip.face_found.sum()), [round(float(v), 1) for v in centre], frames_info,
+                     str(overlay.relative_to(out)) if overlay.exists() else "",
+                     str(plot.relative_to(out)),
+                     str(masks_file.relative_to(out)) if masks_file.exists() else "")
 
 
 def _score_one(detector: Detector, entry: VideoEntry, clip_id: str, faces: int, cache: Path,
-               out: Path, threshold: float) -> dict:
+               out: Path, threshold: float) -> ScoreRow:
     """Every face of a video scored; the video's score is the highest (the forged face decides)."""
     clips = [FaceClip.load(face_path(cache, clip_id, face)) for face in range(faces)]
     source = _source_frames(entry, clips[0], detector)  # every face shares the sampled frames
     records = [_score_face(detector, entry, clip, clip_id, out, threshold, source, faces)
                for clip in clips]
-    top = max(records, key=lambda r: r["fake_score"])
     main = clips[0]
-    return {
-        "video": entry.rel, "clip": clip_id, "fake_score": top["fake_score"],
-        "verdict": top["verdict"], "s1": top["s1"], "s2": top["s2"], "dadf": top["dadf"],
-        "frames": main.num_frames, "face_frames": top["face_frames"], "faces": faces,
-        "decided_by": top["face"], "status": "ok", "error": "", "threshold": threshold,
-        "aggregator": detector.aggregator, "model_run_id": detector.run_id,
-        "input": "image" if main.meta.get("decoder") == "image" else "video",
-        "sampling": main.meta.get("sampling", "exact"),
-        "preprocessing": main.meta.get("preprocess", {}), "per_frame": top["per_frame"],
-        "overlay": top["overlay"], "plot": top["plot"], "masks": top["masks"],
-        "face_scores": records,
-    }
+    return ScoreRow.scored(
+        entry.rel, clip_id, records, main.num_frames, threshold=threshold,
+        aggregator=detector.aggregator, model_run_id=detector.run_id,
+        input="image" if main.meta.get("decoder") == "image" else "video",
+        sampling=main.meta.get("sampling", "exact"), preprocessing=main.meta.get("preprocess", {}))
 
 
-def _error_row(entry: VideoEntry, clip_id: str, reason: str, run_id: str) -> dict:
-    return {"video": entry.rel, "clip": clip_id, "fake_score": None, "verdict": "", "s1": None,
-            "s2": None, "frames": 0, "face_frames": 0, "faces": 0, "status": "error",
-            "error": " ".join(reason.split()), "model_run_id": run_id}
+def _earlier_row(path: Path) -> ScoreRow | None:
+    """The row this report saved for an input before (None when there is none or it is unusable)."""
+    try:
+        return ScoreRow.from_dict(json.loads(path.read_text())) if path.is_file() else None
+    except (ValueError, TypeError):
+        return None
 
 
 def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
@@ -173,25 +165,26 @@ def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
         clip_id = clip_id_for(entry.rel)
         result_file = out / "results" / f"{clip_id}.json"
         pre = index.get(clip_id, {"status": "error", "error": "not preprocessed"})
-        earlier = json.loads(result_file.read_text()) if result_file.is_file() else {}
+        earlier = _earlier_row(result_file)
         if pre["status"] != "ok":
-            row = _error_row(entry, clip_id, pre["error"], detector.run_id)
+            row = ScoreRow.failed(entry.rel, clip_id, pre["error"], detector.run_id)
             failed += 1
-        elif (earlier.get("model_run_id") == detector.run_id and earlier.get("threshold") == threshold
-              and earlier.get("aggregator") == detector.aggregator
-              and earlier.get("preprocessing") == params):
+        elif (earlier is not None and earlier.model_run_id == detector.run_id
+              and earlier.threshold == threshold and earlier.aggregator == detector.aggregator
+              and earlier.preprocessing == params):
             row = earlier  # already scored by this model, threshold, aggregator and preprocessing
             reused += 1
         else:
             try:
                 row = _score_one(detector, entry, clip_id, face_count(pre), cache, out, threshold)
             except Exception as exc:  # one broken video must not end the batch
-                row = _error_row(entry, clip_id, f"scoring failed: {type(exc).__name__}: {exc}",
-                                 detector.run_id)
+                row = ScoreRow.failed(entry.rel, clip_id,
+                                      f"scoring failed: {type(exc).__name__}: {exc}",
+                                      detector.run_id)
                 failed += 1
             else:
-                atomic_write_json(result_file, row)
-        rows.append(row)
+                atomic_write_json(result_file, row.to_dict())
+        rows.append(row.to_dict())
     if reused:
         info(f"{reused} videos already scored by model {detector.run_id}: reused")
     write_scores_csv(out / "scores.csv", rows)

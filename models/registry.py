@@ -1,6 +1,8 @@
-"""Model builders by name, so a checkpoint's JSON sidecar ({"builder": ..., "kwargs": ...}) can
-rebuild its model without pickled code."""
+"""Model builders by name and the ModelSpec that names one, so a checkpoint's JSON sidecar
+({"builder": ..., "kwargs": ...}) can rebuild its model without pickled code."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch.nn as nn
 
@@ -37,8 +39,30 @@ def register(name: str, builder) -> None:
     BUILDERS[name] = builder
 
 
-def build_model(spec: dict) -> nn.Module:
-    """Rebuild a model from a checkpoint sidecar."""
-    if spec.get("builder") not in BUILDERS:
-        raise ValueError(f"unknown model builder {spec.get('builder')!r}; known: {sorted(BUILDERS)}")
-    return BUILDERS[spec["builder"]](**spec.get("kwargs", {}))
+@dataclass(frozen=True)
+class ModelSpec:
+    """What rebuilds a model: a builder's name and its keyword arguments. A checkpoint's sidecar
+    holds it as {"builder": ..., "kwargs": ...} (plus the stage's facts)."""
+    builder: str
+    kwargs: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, spec: "ModelSpec | dict") -> "ModelSpec":
+        """A ModelSpec from itself or from a sidecar dict."""
+        if isinstance(spec, ModelSpec):
+            return spec
+        return cls(spec.get("builder"), dict(spec.get("kwargs", {})))
+
+    def with_kwargs(self, **changes) -> "ModelSpec":
+        return ModelSpec(self.builder, {**self.kwargs, **changes})
+
+    def to_dict(self) -> dict:
+        return {"builder": self.builder, "kwargs": dict(self.kwargs)}
+
+
+def build_model(spec: ModelSpec | dict) -> nn.Module:
+    """Build the model a spec (or a checkpoint sidecar) names."""
+    spec = ModelSpec.of(spec)
+    if spec.builder not in BUILDERS:
+        raise ValueError(f"unknown model builder {spec.builder!r}; known: {sorted(BUILDERS)}")
+    return BUILDERS[spec.builder](**spec.kwargs)

@@ -13,61 +13,14 @@ import csv
 import glob
 import json
 import os
-import random
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
+from preprocessing.entries import (SPLITS, VIDEO_EXTENSIONS, LayoutError, VideoEntry, hash_split,
+                                   media_under, relative_name, require_layout, videos_under)
 from preprocessing.video_io import IMAGE_EXTENSIONS
 
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 FFPP_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter"]
-SPLITS = ("train", "val", "test")
-
-
-class LayoutError(ValueError):
-    """The input does not have the expected dataset layout; the message lists what is missing."""
-
-
-@dataclass
-class VideoEntry:
-    path: Path
-    rel: str  # path relative to the dataset root: names the clip in the cache
-    label: int  # 0 real, 1 fake, -1 unknown
-    method: str = "real"  # manipulation method ("real" for real videos)
-    source: str = ""  # id of the real source (identity / original video): keeps splits leak-free
-    split: str = ""  # train / val / test, "" when the dataset gives none
-    mask_video: Path | None = None  # dataset-provided mask video (FF++)
-    source_video: Path | None = None  # real video the fake was made from (difference masks)
-    dataset: str = "folder"
-    mask_file: Path | None = None  # full-frame masks as .npz (key `mask`, uint8 [T, H, W]) or .npy
-
-
-def videos_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-
-
-def media_under(folder: Path) -> list[Path]:
-    """Videos and still images (one-frame inputs) below `folder`: what a plain folder holds."""
-    kinds = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in kinds and p.is_file())
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix().lstrip("/")
-
-
-def _require(problems: list[str], dataset: str, root: Path) -> None:
-    if problems:
-        raise LayoutError(f"{dataset} layout not found under {root}:\n  - " + "\n  - ".join(problems))
-
-
-def _hash_split(key: str, val_share: float = 0.1) -> str:
-    """Deterministic train/val assignment of a source id when a dataset ships no validation list."""
-    return "val" if random.Random(key).random() < val_share else "train"
 
 
 # --- FaceForensics++ -------------------------------------------------------------------------------
@@ -81,13 +34,13 @@ def discover_ffpp(root: Path, compression: str = "c23") -> list[VideoEntry]:
     original = root / "original_sequences" / "youtube" / compression / "videos"
     problems = []
     if not original.is_dir():
-        problems.append(f"original videos: {_rel(original, root)}/")
+        problems.append(f"original videos: {relative_name(original, root)}/")
     methods = [m for m in FFPP_METHODS
                if (root / "manipulated_sequences" / m / compression / "videos").is_dir()]
     if not methods:
         problems.append(f"manipulated videos: manipulated_sequences/<{'|'.join(FFPP_METHODS)}>/"
                         f"{compression}/videos/")
-    _require(problems, "FaceForensics++", root)
+    require_layout(problems, "FaceForensics++", root)
 
     split_of: dict[str, str] = {}
     for split in SPLITS:
@@ -101,8 +54,8 @@ def discover_ffpp(root: Path, compression: str = "c23") -> list[VideoEntry]:
     entries = []
     for path in videos_under(original):
         vid = path.stem
-        entries.append(VideoEntry(path, _rel(path, root), 0, "real", vid, split_of.get(vid, ""),
-                                  dataset="ffpp"))
+        entries.append(VideoEntry(path, relative_name(path, root), 0, "real", vid,
+                                  split_of.get(vid, ""), dataset="ffpp"))
     for method in methods:
         base = root / "manipulated_sequences" / method
         for path in videos_under(base / compression / "videos"):
@@ -110,7 +63,7 @@ def discover_ffpp(root: Path, compression: str = "c23") -> list[VideoEntry]:
             mask = base / "masks" / "videos" / path.name
             source = original / f"{target}{path.suffix}"
             entries.append(VideoEntry(
-                path, _rel(path, root), 1, method, target, split_of.get(path.stem, ""),
+                path, relative_name(path, root), 1, method, target, split_of.get(path.stem, ""),
                 mask_video=mask if mask.is_file() else None,
                 source_video=source if source.is_file() else None, dataset="ffpp"))
     return entries
@@ -127,7 +80,7 @@ def discover_celebdf(root: Path) -> list[VideoEntry]:
     test_list = root / "List_of_testing_videos.txt"
     if not test_list.is_file():
         problems.append("List_of_testing_videos.txt")
-    _require(problems, "Celeb-DF v2", root)
+    require_layout(problems, "Celeb-DF v2", root)
     test_videos = {line.split()[1] for line in test_list.read_text().splitlines() if len(line.split()) == 2}
 
     entries = []
@@ -135,7 +88,7 @@ def discover_celebdf(root: Path) -> list[VideoEntry]:
         if not (root / folder).is_dir():
             continue
         for path in videos_under(root / folder):
-            rel = _rel(path, root)
+            rel = relative_name(path, root)
             fake = folder == "Celeb-synthesis"
             match = re.match(r"(id\d+)_(?:id\d+_)?(\d+)", path.stem)
             identity = match.group(1) if match else path.stem
@@ -143,7 +96,7 @@ def discover_celebdf(root: Path) -> list[VideoEntry]:
             if fake and match:
                 candidate = root / "Celeb-real" / f"{match.group(1)}_{match.group(2)}{path.suffix}"
                 source_video = candidate if candidate.is_file() else None
-            split = "test" if rel in test_videos else _hash_split(identity)
+            split = "test" if rel in test_videos else hash_split(identity)
             entries.append(VideoEntry(path, rel, int(fake), "celebdf" if fake else "real",
                                       identity, split, source_video=source_video, dataset="celebdf"))
     return entries
@@ -165,18 +118,19 @@ def discover_dfdc(root: Path) -> list[VideoEntry]:
         for name, info in sorted(metadata.items()):
             path = folder / name
             if not path.is_file():
-                missing.append(_rel(path, root))
+                missing.append(relative_name(path, root))
                 continue
             fake = str(info.get("label", "")).upper() == "FAKE"
             original = info.get("original") or name
             source = Path(original).stem
             split = str(info.get("split", "")).lower()
-            split = {"train": _hash_split(source), "validation": "val"}.get(split, split)
+            split = {"train": hash_split(source), "validation": "val"}.get(split, split)
             source_video = folder / original if fake and (folder / original).is_file() else None
-            entries.append(VideoEntry(path, _rel(path, root), int(fake), "dfdc" if fake else "real",
-                                      source, split, source_video=source_video, dataset="dfdc"))
+            entries.append(VideoEntry(path, relative_name(path, root), int(fake),
+                                      "dfdc" if fake else "real", source, split,
+                                      source_video=source_video, dataset="dfdc"))
     if missing and not entries:
-        _require([f"videos listed in metadata.json: {', '.join(missing[:5])}"], "DFDC", root)
+        require_layout([f"videos listed in metadata.json: {', '.join(missing[:5])}"], "DFDC", root)
     return entries
 
 
@@ -188,20 +142,20 @@ def discover_deeperforensics(root: Path) -> list[VideoEntry]:
     (file names of manipulated videos). The variant folder (end_to_end, reenact_postprocess, ...)
     becomes the method."""
     manipulated, sources = root / "manipulated_videos", root / "source_videos"
-    problems = [f"{_rel(p, root)}/" for p in (manipulated, sources) if not p.is_dir()]
-    _require(problems, "DeeperForensics-1.0", root)
+    problems = [f"{relative_name(p, root)}/" for p in (manipulated, sources) if not p.is_dir()]
+    require_layout(problems, "DeeperForensics-1.0", root)
     split_of: dict[str, str] = {}
     for split in SPLITS:
         split_file = root / "lists" / "splits" / f"{split}.txt"
         if split_file.is_file():
             for line in split_file.read_text().split():
                 split_of[Path(line).name] = split
-    entries = [VideoEntry(p, _rel(p, root), 0, "real", p.relative_to(sources).parts[0], "",
+    entries = [VideoEntry(p, relative_name(p, root), 0, "real", p.relative_to(sources).parts[0], "",
                           dataset="deeperforensics") for p in videos_under(sources)]
     for path in videos_under(manipulated):
         variant = path.relative_to(manipulated).parts[0]
         target = path.stem.split("_")[0]
-        entries.append(VideoEntry(path, _rel(path, root), 1, variant, target,
+        entries.append(VideoEntry(path, relative_name(path, root), 1, variant, target,
                                   split_of.get(path.name, ""), dataset="deeperforensics"))
     return entries
 
@@ -218,13 +172,13 @@ def discover_folder(root: Path) -> list[VideoEntry]:
         if not videos:
             kinds = ", ".join(sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))
             raise LayoutError(f"no videos or images ({kinds}) under {root}")
-        return [VideoEntry(p, _rel(p, root), -1, "unknown", p.stem) for p in videos]
-    entries = [VideoEntry(p, _rel(p, root), 0, "real", p.stem) for p in
+        return [VideoEntry(p, relative_name(p, root), -1, "unknown", p.stem) for p in videos]
+    entries = [VideoEntry(p, relative_name(p, root), 0, "real", p.stem) for p in
                (media_under(real) if real.is_dir() else [])]
     for path in media_under(fake) if fake.is_dir() else []:
         parts = path.relative_to(fake).parts
-        entries.append(VideoEntry(path, _rel(path, root), 1, parts[0] if len(parts) > 1 else "fake",
-                                  path.stem))
+        entries.append(VideoEntry(path, relative_name(path, root), 1,
+                                  parts[0] if len(parts) > 1 else "fake", path.stem))
     return entries
 
 
@@ -304,7 +258,7 @@ def discover(input_spec: str | Path, dataset: str = "auto", compression: str = "
         if not matches:
             raise LayoutError(f"no file matches {spec}")
         root = Path(os.path.commonpath([str(p.parent) for p in matches]))
-        return root, [VideoEntry(p, _rel(p, root), -1, "unknown", p.stem) for p in matches]
+        return root, [VideoEntry(p, relative_name(p, root), -1, "unknown", p.stem) for p in matches]
     if path.is_file() or (not path.exists()
                           and path.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS):
         # a single file, even a missing one: reported as a failed row, not a usage error

@@ -29,12 +29,12 @@ import numpy as np
 
 from common.config import Config
 from common.log import info, progress
-from preprocessing.datasets import VideoEntry
 from preprocessing.codecs import encode_video, jpeg_roundtrip
+from preprocessing.datasets import VideoEntry
 from preprocessing.faces import FaceAnalyzer
 from preprocessing.preprocess import preprocess_video, row_for_clip
 from preprocessing.regions import clip_rois
-from preprocessing.sample_cache import FaceClip, read_index, write_index
+from preprocessing.sample_cache import ClipCache, FaceClip, face_path, read_index, write_index
 from preprocessing.synthesis import SynthOptions, run_synthesis
 from preprocessing.video_io import SampledFrames, VideoError, ffmpeg_binary, sample_frames
 
@@ -192,7 +192,7 @@ def build_real_clips(sources: list[DemoSource], out: Path, cfg: Config) -> list[
             clip.frames = np.clip(clip.frames * gains, 0, 255).astype(np.uint8)
             clip.meta.update({"still_image": source.still_image, "origin": source.origin,
                               "segment": k, "colour_gains": gains.round(3).tolist()})
-            clip.save(out / f"{clip_id}.npz")
+            clip.save(face_path(out, clip_id))
             rows.append(row_for_clip(clip_id, clip))
     write_index(out, rows)
     return rows
@@ -239,7 +239,7 @@ def export_split_videos(cache: Path, out: Path, split: str = "test") -> list[Pat
     for row in read_index(cache):
         if row["status"] != "ok" or row["split"] != split:
             continue
-        clip = FaceClip.load(cache / f"{row['clip']}.npz")
+        clip = ClipCache(cache).load(row["clip"])
         folder = out / "real" if row["label"] == "0" else out / "fake" / row["method"]
         target = folder / f"{row['clip']}.mp4"
         if not target.is_file():

@@ -194,7 +194,7 @@ def row_for_clip(clip_id: str, clip: FaceClip) -> dict:
 
 def _cached_row(job: Job, digest: str, retry_errors: bool) -> dict | None:
     """The index row of a video already done with the same parameters, else None."""
-    npz = job.out_dir / f"{job.clip}.npz"
+    npz = face_path(job.out_dir, job.clip)
     if npz.is_file():
         try:
             clip = FaceClip.load(npz, frames=False)

@@ -1,4 +1,4 @@
-"""FaceClip: the per-face sample every stage reads (the data contract of ../shared/DESIGN.md).
+"""FaceClip: the per-face sample every stage reads (the data contract of ARCHITECTURE.md).
 
 One compressed .npz per face track, written atomically: `<clip>.npz` holds a video's main face (the
 one training reads), `<clip>.face<k>.npz` its k-th other face. index.csv has a row per video, with
@@ -117,6 +117,24 @@ def face_path(cache_dir: str | Path, clip_id: str, face: int = 0) -> Path:
     return Path(cache_dir) / (f"{clip_id}.npz" if face == 0 else f"{clip_id}.face{face}.npz")
 
 
+class ClipCache:
+    """A FaceClip cache folder: where each face's clip lies, loading it, and its index rows."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def path(self, clip_id: str, face: int = 0) -> Path:
+        return face_path(self.folder, clip_id, face)
+
+    def load(self, clip_id: str, face: int = 0, frames: bool = True) -> FaceClip:
+        """A clip; frames=False reads its meta and geometry only (fast)."""
+        return FaceClip.load(self.path(clip_id, face), frames=frames)
+
+    def rows(self, ok_only: bool = True) -> list[dict[str, str]]:
+        """index.csv's rows (only the videos that preprocessed, unless ok_only is False)."""
+        return [r for r in read_index(self.folder) if not ok_only or r["status"] == "ok"]
+
+
 def face_count(row: dict) -> int:
     """How many faces an index row's video has (indexes older than format 2: one)."""
     return int(row.get("faces") or 1)
@@ -156,11 +174,10 @@ def write_index(cache_dir: str | Path, rows: list[dict[str, Any]]) -> Path:
 def iter_clips(cache_dir: str | Path, split: str | None = None, label: int | None = None,
                frames: bool = True) -> Iterator[FaceClip]:
     """FaceClips of a cache with status ok, optionally one split / label only."""
-    for row in read_index(cache_dir):
-        if row["status"] != "ok":
-            continue
+    cache = ClipCache(cache_dir)
+    for row in cache.rows():
         if split is not None and row["split"] != split:
             continue
         if label is not None and int(row["label"]) != label:
             continue
-        yield FaceClip.load(Path(cache_dir) / f"{row['clip']}.npz", frames=frames)
+        yield cache.load(row["clip"], frames=frames)

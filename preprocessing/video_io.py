@@ -9,7 +9,7 @@ real indices are returned either way. benchmarks/sampling_equivalence.py measure
 decord first (`get_batch` on the wanted indices: it seeks to the nearest keyframe and decodes only up
 to each wanted frame, and can scale while decoding); ffmpeg-python as the fallback, with one ffmpeg
 process whose `select` filter converts only the wanted frames. Never one process or one seek per frame:
-measured 5-10x slower (../shared/DESIGN.md).
+measured 5-10x slower (ARCHITECTURE.md).
 """
 from __future__ import annotations
 

@@ -10,17 +10,18 @@ import torch
 import torch.nn.functional as F
 
 from common.config import Config
-from common.io import atomic_write_json, load_checkpoint
+from common.io import load_checkpoint
 from common.log import info
-from evaluation.metrics import roc_auc
+from common.metrics import roc_auc
 from models.adapters import DeepFakeAdapterEncoder
 from models.classifier import ClipClassifier
-from models.registry import build_model
+from models.registry import ModelSpec, build_model
 from preprocessing.face_pool import is_pool
-from stage1_recover.data import ClipStore, VideoClipDataset, labelled_splits
-from stage1_recover.engine import Engine, open_run
 from stage1_recover.recover import input_kwargs
+from training.engine import open_run
+from training.inputs import ClipStore, VideoClipDataset, labelled_splits
 from training.online_data import OnlineClips, online_index_fn, online_sets
+from training.stage import StageData, balanced_weights, train_stage
 
 
 class PretrainedKeysError(RuntimeError):
@@ -69,16 +70,16 @@ def validation_metrics(model: ClipClassifier, dataset: VideoClipDataset) -> dict
     return {"val_loss": float(loss), "val_auc": roc_auc(labels, scores)}
 
 
-def _clip_sets(cache: Path, config: Config):
-    """(train set, val set or None, sampling weights, item order, description) from a FaceClip
-    cache or, online, from a face pool (training/online_data.py)."""
+def _clip_sets(cache: Path, config: Config) -> StageData:
+    """Training and validation clips from a FaceClip cache or, online, from a face pool
+    (training/online_data.py)."""
     cfg, inputs = config.finetune, config.recover
     if is_pool(cache):
         train_set, val_set, _, about = online_sets(
             cache, config, lambda maker, s: OnlineClips(maker, inputs.img_size, s,
                                                         inputs.num_frames),
             cfg.seed, config.online.val_clips, cfg.num_workers)
-        return train_set, val_set, None, online_index_fn, about
+        return StageData(train_set, val_set, None, online_index_fn, about)
     train_rows, val_rows, _ = labelled_splits(cache, config.holdout_methods, "fine-tuning")
     store = ClipStore(cache)
     train_set = VideoClipDataset(cache, train_rows, inputs.num_frames, inputs.img_size,
@@ -86,21 +87,20 @@ def _clip_sets(cache: Path, config: Config):
     val_set = VideoClipDataset(cache, val_rows, inputs.num_frames, inputs.img_size, train=False,
                                seed=cfg.seed, store=store)
     labels = train_set.labels
-    # balanced: each class drawn equally often, whatever the real:fake ratio of the cache
-    weights = (1.0 / np.bincount(labels)[labels]) if cfg.balanced else None
-    return (train_set, val_set if len(set(val_set.labels)) == 2 else None, weights, None,
-            f"{len(train_rows)} training clips ({int(labels.sum())} fake), {len(val_rows)} "
-            "validation")
+    return StageData(train_set, val_set if len(set(val_set.labels)) == 2 else None,
+                     balanced_weights(labels) if cfg.balanced else None, None,
+                     f"{len(train_rows)} training clips ({int(labels.sum())} fake), "
+                     f"{len(val_rows)} validation")
 
 
 def run_finetune(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     cfg, inputs = config.finetune, config.recover
     cache, run_dir = open_run(cache, run_dir, config)
-    spec = {"builder": "clip_classifier", "kwargs": {**input_kwargs(inputs), "dropout": cfg.dropout,
-                                                     "tuning": cfg.tuning}}
+    spec = ModelSpec("clip_classifier", {**input_kwargs(inputs), "dropout": cfg.dropout,
+                                         "tuning": cfg.tuning})
     torch.manual_seed(cfg.seed)
     # the pretrained encoder loads into the plain classifier; adapters wrap it afterwards
-    model = build_model({**spec, "kwargs": {**spec["kwargs"], "tuning": "full"}})
+    model = build_model(spec.with_kwargs(tuning="full"))
     pretrained = run_dir / "recover_best.safetensors"
     if pretrained.is_file():
         load_pretrained_encoder(model, pretrained)
@@ -119,16 +119,7 @@ def run_finetune(cache: str | Path, run_dir: str | Path, config: Config) -> dict
     total = sum(p.numel() for p in model.parameters())
     print(f"finetune: {trainable:,} of {total:,} parameters trainable "
           f"({trainable / total:.1%}, tuning: {cfg.tuning})")
-    train_set, val_set, weights, index_fn, about = _clip_sets(cache, config)
-    info(f"finetune: {about}")
-    engine = Engine("finetune", model, run_dir, cfg, train_set, bce_loss, spec,
-                    evaluate_fn=(lambda m: validation_metrics(m, val_set))
-                    if val_set is not None else None,
-                    select_key="val_auc", select_mode="max", sample_weights=weights,
-                    index_fn=index_fn)
-    result = engine.fit()
-    summary = {"best_checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
-               "best_val_auc": result.best_metric, "trainable_parameters": trainable,
-               "total_parameters": total, "tuning": cfg.tuning}
-    atomic_write_json(run_dir / "finetune_summary.json", summary)
-    return summary
+    extra = {"trainable_parameters": trainable, "total_parameters": total, "tuning": cfg.tuning}
+    return train_stage("finetune", model, spec, run_dir, cfg, _clip_sets(cache, config), bce_loss,
+                       validate=validation_metrics, select_key="val_auc", select_mode="max",
+                       after_fit=lambda engine, result: extra).to_dict()

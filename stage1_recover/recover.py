@@ -14,15 +14,16 @@ import numpy as np
 import torch
 
 from common.config import Config, RecoverConfig
-from common.io import atomic_write_bytes, atomic_write_json, load_checkpoint
+from common.io import atomic_write_bytes, load_checkpoint
 from common.log import info
-from models.registry import build_model
+from models.registry import ModelSpec, build_model
 from models.st_mae import SpaceTimeMAE
 from preprocessing.regions import PART_NAMES
-from preprocessing.sample_cache import FaceClip
-from stage1_recover.data import ClipRow, ClipStore, VideoClipDataset, denormalize, select_rows
-from stage1_recover.engine import Engine, default_device, open_run
-from stage1_recover.masking import TokenMasker
+from preprocessing.sample_cache import ClipCache
+from training.engine import default_device, open_run
+from training.inputs import ClipRow, ClipStore, VideoClipDataset, denormalize, select_rows
+from training.masking import TokenMasker
+from training.stage import StageData, train_stage
 
 
 def input_kwargs(cfg) -> dict:
@@ -112,7 +113,7 @@ def reconstruction_gap(model: SpaceTimeMAE, cache: Path, cfg: RecoverConfig, spl
     for row in rows:
         if row.label == 0:
             kept.append(row)
-        elif FaceClip.load(cache / f"{row.clip}.npz", frames=False).meta.get("source_clip") in reals:
+        elif ClipCache(cache).load(row.clip, frames=False).meta.get("source_clip") in reals:
             kept.append(row)
     if not any(r.label == 1 for r in kept):
         return {"split": split, "note": "no fakes of these real sources in this split"}
@@ -160,7 +161,7 @@ def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     if not val_rows:
         info("no real validation clips: model selection falls back to the training loss")
     torch.manual_seed(cfg.seed)
-    spec = {"builder": "st_mae", "kwargs": {**input_kwargs(cfg), "norm_pix_loss": cfg.norm_pix_loss}}
+    spec = ModelSpec("st_mae", {**input_kwargs(cfg), "norm_pix_loss": cfg.norm_pix_loss})
     model = build_model(spec)
     masker = make_masker(cfg, model)
     store = ClipStore(cache)
@@ -168,8 +169,9 @@ def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
                                  train=True, seed=cfg.seed, store=store)
     val_set = VideoClipDataset(cache, val_rows, cfg.num_frames, cfg.img_size, masker,
                                train=False, seed=cfg.seed, store=store)
-    info(f"recover: {len(train_rows)} real training clips, {len(val_rows)} validation clips, "
-         f"{masker.num_masked}/{masker.num_tokens} tokens masked per clip ({cfg.mask_strategy})")
+    about = (f"{len(train_rows)} real training clips, {len(val_rows)} validation clips, "
+             f"{masker.num_masked}/{masker.num_tokens} tokens masked per clip "
+             f"({cfg.mask_strategy})")
     # the same training clips with fixed frames and masks, scored before and after training
     probe = VideoClipDataset(cache, train_rows, cfg.num_frames, cfg.img_size, masker, train=False,
                              seed=cfg.seed, store=store)
@@ -177,29 +179,27 @@ def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
         initial_loss = float(per_clip_error(model.eval(), probe).mean())
         initial_val = validation_loss(model, val_set)["val_loss"] if val_rows else None
     model.train()
-    engine = Engine("recover", model, run_dir, cfg, train_set, mae_loss, spec,
-                    evaluate_fn=(lambda m: validation_loss(m, val_set)) if val_rows else None)
-    result = engine.fit()
-    engine.module.eval()  # the weights after the configured steps (the last epoch)
-    trained_loss = float(per_clip_error(engine.module, probe).mean())
 
-    tensors, _ = load_checkpoint(result.best_path)
-    model = build_model(spec).to(default_device())
-    model.load_state_dict(tensors)
-    model.eval()
-    grids = []
-    for index in range(min(cfg.grid_clips, len(val_set))):
-        path = run_dir / f"recover_grid_{val_rows[index].clip}.png"
-        save_grid(model, val_set, index, path)
-        grids.append(str(path))
-    gaps = [reconstruction_gap(model, cache, cfg, split, store) for split in ("val", "test")]
-    summary = {"best_checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
-               "best_val_loss": result.best_metric,
-               # masked-patch loss on the training clips (fixed frames and masks): at init and
-               # after the configured steps
-               "train_loss_at_init": initial_loss, "train_loss_trained": trained_loss,
-               "val_loss_at_init": initial_val,
-               "grids": grids, "reconstruction_gap": gaps, "config": asdict(cfg)}
-    atomic_write_json(run_dir / "recover_summary.json", summary)
-    return summary
+    def after_fit(engine, result) -> dict:
+        engine.module.eval()  # the weights after the configured steps (the last epoch)
+        trained_loss = float(per_clip_error(engine.module, probe).mean())
+        tensors, _ = load_checkpoint(result.best_path)
+        best = build_model(spec).to(default_device())
+        best.load_state_dict(tensors)
+        best.eval()
+        grids = []
+        for index in range(min(cfg.grid_clips, len(val_set))):
+            path = run_dir / f"recover_grid_{val_rows[index].clip}.png"
+            save_grid(best, val_set, index, path)
+            grids.append(str(path))
+        gaps = [reconstruction_gap(best, cache, cfg, split, store) for split in ("val", "test")]
+        # masked-patch loss on the training clips (fixed frames and masks): at init and after the
+        # configured steps
+        return {"train_loss_at_init": initial_loss, "train_loss_trained": trained_loss,
+                "val_loss_at_init": initial_val, "grids": grids, "reconstruction_gap": gaps,
+                "config": asdict(cfg)}
+
+    data = StageData(train_set, val_set if val_rows else None, description=about)
+    return train_stage("recover", model, spec, run_dir, cfg, data, mae_loss,
+                       validate=validation_loss, after_fit=after_fit).to_dict()
 

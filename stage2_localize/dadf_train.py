@@ -8,19 +8,19 @@ from pathlib import Path
 import torch
 
 from common.config import Config
-from common.io import atomic_write_json
 from common.log import info
 from models.dadf import dadf_loss
-from models.registry import build_model
-from stage1_recover.engine import Engine, open_run
+from models.registry import ModelSpec, build_model
 from stage2_localize.frame_sets import frame_sets
-from stage2_localize.localize import validation_metrics
+from stage2_localize.validation import validation_metrics
+from training.engine import open_run
+from training.stage import train_stage
 
 
-def dadf_spec(config: Config) -> dict:
+def dadf_spec(config: Config) -> ModelSpec:
     cfg = config.dadf
-    return {"builder": "dadf", "kwargs": {"variant": cfg.variant, "img_size": cfg.img_size,
-                                          "adapter_variant": cfg.adapter_variant}}
+    return ModelSpec("dadf", {"variant": cfg.variant, "img_size": cfg.img_size,
+                              "adapter_variant": cfg.adapter_variant})
 
 
 def _loss(model, batch):
@@ -44,15 +44,8 @@ def run_dadf(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
           f"({cfg.variant} at {cfg.img_size} px; the paper reports 18.64% for SAM)")
     sets = frame_sets(cache, config, config.localize.img_size, "imagenet", cfg.seed, cfg.batch_size,
                       meta=False, num_workers=cfg.num_workers)
-    info(f"dadf: {sets.description}")
-    engine = Engine("dadf", model, run_dir, cfg, sets.train, _loss, spec,
-                    evaluate_fn=(lambda m: validation_metrics(m, sets.val))
-                    if sets.val is not None else None,
-                    select_key="val_select", select_mode="max", sample_weights=sets.sample_weights,
-                    index_fn=sets.index_fn)
-    result = engine.fit()
-    summary = {"best_checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
-               "best_val_select": result.best_metric, "trainable_parameters": trainable,
-               "sam_parameters": sam_total, "trainable_share": share}
-    atomic_write_json(run_dir / "dadf_summary.json", summary)
-    return summary
+    extra = {"trainable_parameters": trainable, "sam_parameters": sam_total,
+             "trainable_share": share}
+    return train_stage("dadf", model, spec, run_dir, cfg, sets, _loss, validate=validation_metrics,
+                       select_key="val_select", select_mode="max",
+                       after_fit=lambda engine, result: extra).to_dict()

@@ -18,9 +18,10 @@ from torch.utils.data import Dataset
 from common.config import Config
 from meta.splits import split_by_method
 from preprocessing.face_pool import is_pool
-from stage1_recover.data import (ClipRow, ClipStore, frame_positions, frame_tensors,
+from training.inputs import (ClipRow, ClipStore, frame_positions, frame_tensors,
                                  labelled_splits)
 from training.online_data import OnlineFrames, online_index_fn, online_sets
+from training.stage import StageData, balanced_weights
 
 # --- per-frame dataset -----------------------------------------------------------------------------
 
@@ -89,13 +90,10 @@ def meta_index_fn(dataset: FrameDataset, seed: int, batch_size: int):
 
 
 @dataclass
-class FrameSets:
-    train: Dataset
-    val: Dataset | None  # None when the validation data lacks a class
-    sample_weights: np.ndarray | None  # per training item (cache data, plain training)
-    index_fn: Callable[[int, int], list[int]] | None  # the engine's item order, when laid out
-    methods: list[str] | None  # fake methods trained on (None: every method of the cache)
-    description: str
+class FrameSets(StageData):
+    """StageData (val: None when the validation data lacks a class; index_fn: the engine's item
+    order, when laid out in episodes) and the fake methods trained on (None: every method)."""
+    methods: list[str] | None = None
 
 
 def frame_sets(data: str | Path, config: Config, img_size: int, norm: str, seed: int,
@@ -113,7 +111,7 @@ def frame_sets(data: str | Path, config: Config, img_size: int, norm: str, seed:
             data, config, lambda maker, s: OnlineFrames(maker, img_size, norm, s,
                                                         batch_size if meta else 0),
             seed, config.online.val_pairs, num_workers)
-        return FrameSets(train, val, None, online_index_fn, methods, about)
+        return FrameSets(train, val, None, online_index_fn, about, methods)
     data = Path(data)
     train_rows, val_rows, methods = labelled_splits(data, config.holdout_methods, "stage 2")
     store = ClipStore(data)
@@ -126,8 +124,7 @@ def frame_sets(data: str | Path, config: Config, img_size: int, norm: str, seed:
                        norm=norm)
     labels = train.labels
     return FrameSets(train, val if len(set(val.labels)) == 2 else None,
-                     None if meta else 1.0 / np.bincount(labels)[labels],
+                     None if meta else balanced_weights(labels),
                      meta_index_fn(train, seed, batch_size) if meta else None,
-                     sorted(methods) if methods else None,
                      f"{len(train_rows)} training clips ({len(train)} frames), {len(val_rows)} "
-                     f"validation clips of {data}")
+                     f"validation clips of {data}", sorted(methods) if methods else None)

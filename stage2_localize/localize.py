@@ -14,24 +14,26 @@ import numpy as np
 import torch
 
 from common.config import Config, LocalizeConfig
-from common.io import atomic_save_npz, atomic_write_json, load_checkpoint
+from common.io import atomic_save_npz, load_checkpoint
 from common.log import info, progress
-from evaluation.metrics import iou as frame_iou, roc_auc
 from meta.step import meta_step_loss
 from models.pretrained import load_imagenet_encoder, weights_file
-from models.registry import build_model
+from models.registry import ModelSpec, build_model
 from preprocessing.regions import PART_NAMES
-from stage1_recover.data import ClipRow, ClipStore, VideoClipDataset
-from stage1_recover.engine import Engine, default_device, open_run
-from stage1_recover.masking import TokenMasker
+from stage2_localize.dadf_train import run_dadf
 from stage2_localize.frame_sets import frame_sets
 from stage2_localize.losses import stage2_loss
+from stage2_localize.validation import validation_metrics
+from training.engine import default_device, open_run
+from training.inputs import ClipRow, ClipStore, VideoClipDataset
+from training.masking import TokenMasker
+from training.stage import train_stage
 
 
-def stage2_spec(cfg: LocalizeConfig) -> dict:
-    return {"builder": "stage2_net", "kwargs": {
+def stage2_spec(cfg: LocalizeConfig) -> ModelSpec:
+    return ModelSpec("stage2_net", {
         "encoder_name": cfg.encoder, "map_size": cfg.map_size, "use_mapping": cfg.use_mapping,
-        "use_localizer": cfg.use_localizer, "decoder_channels": list(cfg.decoder_channels)}}
+        "use_localizer": cfg.use_localizer, "decoder_channels": list(cfg.decoder_channels)})
 
 
 # --- recovered faces (stage 1 -> stage 2 targets) --------------------------------------------------
@@ -114,36 +116,6 @@ def make_loss(cfg: LocalizeConfig):
     return meta if cfg.meta else plain
 
 
-@torch.no_grad()
-def frame_outputs(model, dataset, batch_size: int = 16) -> dict[str, np.ndarray]:
-    """s2 per item and mask probabilities [N, S, S] (at the stage-2 input size)."""
-    device = next(model.parameters()).device
-    scores, masks = [], []
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        out = model(torch.stack([it["input"] for it in items]).to(device))
-        scores.append(torch.sigmoid(out["cls_logit"].float()).cpu().numpy())
-        masks.append(torch.sigmoid(out["mask_logits"].float())[:, 0].cpu().numpy())
-    return {"s2": np.concatenate(scores), "mask": np.concatenate(masks)}
-
-
-def validation_metrics(model, dataset) -> dict:
-    """Frame AUC of s2 and the mean IoU on fake frames, on a dataset with a `labels` array
-    (FrameDataset, or training/online_data.py's FixedSet)."""
-    out = frame_outputs(model, dataset)
-    labels = dataset.labels
-    gt = torch.stack([dataset[i]["mask"][0] for i in range(len(dataset))]).numpy() > 0.5
-    pred = out["mask"] > 0.5
-    iou = np.array([frame_iou(p, g) for p, g in zip(pred, gt)])
-    auc = roc_auc(labels, out["s2"])
-    mean_iou = float(iou[labels == 1].mean()) if (labels == 1).any() else float("nan")
-    # stage 2 both detects and localizes: select on both (an epoch whose AUC is noise but whose
-    # masks are empty must not win)
-    parts = [v for v in (auc, mean_iou) if not np.isnan(v)]
-    return {"val_auc": auc, "val_iou": mean_iou,
-            "val_select": float(np.mean(parts)) if parts else float("nan")}
-
-
 def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     """Train stage 2 on `cache`: a FaceClip cache, or a face pool (online pairs)."""
     cfg = config.localize
@@ -161,24 +133,18 @@ def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict
                       (lambda rows, store: recovered_faces(run_dir, cache, rows, config, store))
                       if wants_target else None)
     methods = sets.methods
-    info(f"localize: {sets.description}; methods {methods or 'all'}; meta-learning "
-         f"{'on' if cfg.meta else 'off'}, mapping {'on' if cfg.use_mapping else 'off'}, "
-         f"localizer {'on' if cfg.use_localizer else 'off'}, stage-1 target "
-         f"{'on' if wants_target else 'off'}")
-    engine = Engine(
-        "localize", model, run_dir, cfg, sets.train, make_loss(cfg), spec,
-        evaluate_fn=(lambda m: validation_metrics(m, sets.val)) if sets.val is not None else None,
-        select_key="val_select", select_mode="max", sample_weights=sets.sample_weights,
-        optimizer_factory=_optimizer(cfg), index_fn=sets.index_fn, wrap_ddp=not cfg.meta)
-    result = engine.fit()
-    summary = {"best_checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
-               "best_val_select": result.best_metric, "train_methods": sorted(methods or []),
-               "ablation": {"meta": cfg.meta, "use_mapping": cfg.use_mapping,
-                            "use_localizer": cfg.use_localizer, "use_stage1": cfg.use_stage1}}
-    atomic_write_json(run_dir / "localize_summary.json", summary)
+    sets.description = (
+        f"{sets.description}; methods {methods or 'all'}; meta-learning "
+        f"{'on' if cfg.meta else 'off'}, mapping {'on' if cfg.use_mapping else 'off'}, "
+        f"localizer {'on' if cfg.use_localizer else 'off'}, stage-1 target "
+        f"{'on' if wants_target else 'off'}")
+    extra = {"train_methods": sorted(methods or []),
+             "ablation": {"meta": cfg.meta, "use_mapping": cfg.use_mapping,
+                          "use_localizer": cfg.use_localizer, "use_stage1": cfg.use_stage1}}
+    summary = train_stage("localize", model, spec, run_dir, cfg, sets, make_loss(cfg),
+                          validate=validation_metrics, select_key="val_select", select_mode="max",
+                          optimizer_factory=_optimizer(cfg), wrap_ddp=not cfg.meta,
+                          after_fit=lambda engine, result: extra).to_dict()
     if config.dadf.enabled:  # the DADF head trains as a second stage-2 branch
-        from stage2_localize.dadf_train import run_dadf
-
         summary["dadf"] = run_dadf(cache, run_dir, config)
     return summary
-

@@ -4,13 +4,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_engine import RandomClips, make_model, toy_loss  # noqa: E402
-
-from common.config import TrainConfig  # noqa: E402
-from stage1_recover.engine import Engine, distributed  # noqa: E402
+from common.config import TrainConfig
+from test_engine import RandomClips, make_model, toy_loss  # tests/ is the script's own folder
+from training.engine import Engine, distributed
 
 run_dir = Path(sys.argv[1])
 rank, world = distributed()

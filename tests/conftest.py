@@ -3,17 +3,13 @@ helpers that make small test videos with the ffmpeg binary of imageio-ffmpeg."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from preprocessing.video_io import ffmpeg_binary
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # tests run from a checkout too, not only an installed package
-    sys.path.insert(0, str(ROOT))
-
-from preprocessing.video_io import ffmpeg_binary  # noqa: E402
-
 REAL_FACES = ROOT.parent / "shared" / "real-faces"
 
 

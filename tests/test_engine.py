@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from common.config import TrainConfig
 from common.io import load_checkpoint
 from conftest import ROOT
-from stage1_recover.engine import Engine, NonFiniteLossError
+from training.engine import Engine, NonFiniteLossError
 
 
 class RandomClips(Dataset):

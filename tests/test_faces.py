@@ -3,9 +3,10 @@ import pytest
 
 from common.config import PreprocessConfig
 from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer, crop_square, fill_missing, landmark_model_path, track_faces
+from preprocessing.faces import FaceAnalyzer, crop_square, landmark_model_path
 from preprocessing.preprocess import preprocess_video
 from preprocessing.regions import PART_NAMES
+from preprocessing.tracks import fill_missing, track_faces
 
 
 def box(x, y, side):

@@ -3,8 +3,8 @@ does not drag the fused score to chance."""
 import numpy as np
 import pytest
 
+from common.metrics import roc_auc
 from evaluation.fusion import Fusion, fit_fusion
-from evaluation.metrics import roc_auc
 
 
 def records(n, split, seed, flip=False):

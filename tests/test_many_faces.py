@@ -12,9 +12,10 @@ import pytest
 from common.config import ForgeConfig, PreprocessConfig
 from conftest import ffmpeg_binary
 from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer, link_tracks, track_faces
+from preprocessing.faces import FaceAnalyzer
 from preprocessing.preprocess import preprocess_faces
 from preprocessing.sample_cache import FaceClip, face_path, read_index
+from preprocessing.tracks import link_tracks, track_faces
 from preprocessing.video_io import sample_frames
 from run_pipeline import main
 

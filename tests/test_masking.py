@@ -7,7 +7,7 @@ from preprocessing.datasets import VideoEntry
 from preprocessing.faces import FaceAnalyzer
 from preprocessing.preprocess import preprocess_video
 from preprocessing.regions import PART_NAMES
-from stage1_recover.masking import STRATEGIES, TokenMasker
+from training.masking import STRATEGIES, TokenMasker
 
 GRID, PATCH, TUBELET, SIZE = (4, 7, 7), 16, 2, 112
 

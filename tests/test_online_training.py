@@ -7,7 +7,7 @@ import torch
 from common.io import load_checkpoint, save_checkpoint
 from evaluation.detector import Detector
 from evaluation.fusion import Fusion
-from training.export import export_run
+from workflows.export import export_run
 
 from common.config import load_config
 from stage1_recover.finetune import run_finetune

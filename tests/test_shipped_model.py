@@ -12,7 +12,7 @@ from preprocessing.datasets import VideoEntry
 from preprocessing.faces import FaceAnalyzer
 from preprocessing.preprocess import preprocess_video
 from run_pipeline import main
-from training.export import MAX_BYTES, shipped_run
+from workflows.export import MAX_BYTES, shipped_run
 
 
 def test_the_shipped_model_is_in_the_package_as_fp16_with_its_card():

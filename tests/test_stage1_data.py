@@ -6,9 +6,9 @@ import torch
 
 from models.st_mae import build_st_mae
 from preprocessing.demo_data import assign_splits
-from stage1_recover.data import augment_clip
 from stage1_recover.recover import recovery_errors
-from stage1_recover.masking import TokenMasker
+from training.inputs import augment_clip
+from training.masking import TokenMasker
 
 
 def _frames_with_bright_boxes(size=224, frames=4):

@@ -6,9 +6,9 @@ import torch
 from meta.splits import split_by_method
 from meta.step import meta_step_loss
 from models.stage2_net import Stage2Net
-from stage1_recover.data import ClipRow
-from stage2_localize.localize import validation_metrics
 from stage2_localize.losses import loc_loss, stage2_loss
+from stage2_localize.validation import validation_metrics
+from training.inputs import ClipRow
 
 ABLATIONS = [dict(), dict(use_mapping=False), dict(use_localizer=False)]
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from common.config import Config
 from meta.splits import split_by_method
 from preprocessing.face_pool import FacePool
-from stage1_recover.data import frame_tensors, normalize, resize_frames
+from training.inputs import frame_tensors, normalize, resize_frames
 from training.pairs import PairMaker
 
 ENDLESS = 1 << 40

@@ -18,7 +18,7 @@ from preprocessing.sample_cache import read_index
 from stage1_recover.finetune import run_finetune
 from stage1_recover.recover import gap_lines, run_recover
 from stage2_localize.localize import run_localize
-from training.export import shipped_run
+from workflows.export import shipped_run
 
 
 def side_by_side(results: dict[str, dict]) -> str:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from common.config import Config, TrainConfig, save_config
 from common.io import atomic_write_bytes, load_checkpoint, save_checkpoint
 from common.log import JsonLineLog, info, progress
+from models.registry import ModelSpec
 
 
 def open_run(cache: str | Path, run_dir: str | Path, config: Config) -> tuple[Path, Path]:
@@ -99,14 +100,14 @@ class Engine:
     """Trains `model` with `loss_fn(model, batch) -> (loss, logs)`; selects on `evaluate_fn`."""
 
     def __init__(self, name: str, model: torch.nn.Module, run_dir: str | Path, cfg: TrainConfig,
-                 train_set, loss_fn: Callable, spec: dict,
+                 train_set, loss_fn: Callable, spec: ModelSpec | dict,
                  evaluate_fn: Callable[[torch.nn.Module], dict] | None = None,
                  select_key: str = "val_loss", select_mode: str = "min",
                  sample_weights: np.ndarray | None = None,
                  optimizer_factory: Callable | None = None,
                  index_fn: Callable[[int, int], list[int]] | None = None,
                  wrap_ddp: bool = True):
-        self.name, self.cfg, self.spec = name, cfg, spec
+        self.name, self.cfg, self.spec = name, cfg, ModelSpec.of(spec)
         self.run_dir = Path(run_dir)
         self.train_set, self.loss_fn, self.evaluate_fn = train_set, loss_fn, evaluate_fn
         self.select_key, self.select_mode = select_key, select_mode
@@ -147,7 +148,7 @@ class Engine:
                                else f"{self.name}_{kind}.pt")
 
     def _save_model(self, kind: str, epoch: int, metrics: dict) -> None:
-        sidecar = {**self.spec, "stage": self.name, "epoch": epoch, "metrics": metrics,
+        sidecar = {**self.spec.to_dict(), "stage": self.name, "epoch": epoch, "metrics": metrics,
                    "train_config": asdict(self.cfg)}
         save_checkpoint(self.path(kind), self.module.state_dict(), sidecar)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from preprocessing.sample_cache import FaceClip, read_index
+from preprocessing.sample_cache import ClipCache, FaceClip
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -47,9 +47,8 @@ def select_rows(cache: str | Path, split: str | None = None, labels: set[int] | 
     method filter)."""
     cache = Path(cache)
     rows = []
-    for row in read_index(cache):
-        if row["status"] != "ok":
-            continue
+    clips = ClipCache(cache)
+    for row in clips.rows():
         label = int(row["label"])
         if labels is not None and label not in labels:
             continue
@@ -57,7 +56,7 @@ def select_rows(cache: str | Path, split: str | None = None, labels: set[int] | 
             continue
         clip_split, source = row["split"], ""
         if not clip_split or split is None:
-            meta = FaceClip.load(cache / f"{row['clip']}.npz", frames=False).meta
+            meta = clips.load(row["clip"], frames=False).meta
             source = str(meta.get("source") or meta.get("source_clip") or row["clip"])
             clip_split = clip_split or _split_for(source)
         if split is not None and clip_split != split:
@@ -95,13 +94,14 @@ class ClipStore:
 
     def __init__(self, cache: str | Path, capacity: int = 256):
         self.cache, self.capacity = Path(cache), capacity
+        self.clips = ClipCache(cache)
         self._clips: OrderedDict[str, FaceClip] = OrderedDict()
 
     def get(self, clip_id: str) -> FaceClip:
         if clip_id in self._clips:
             self._clips.move_to_end(clip_id)
             return self._clips[clip_id]
-        clip = FaceClip.load(self.cache / f"{clip_id}.npz")
+        clip = self.clips.load(clip_id)
         self._clips[clip_id] = clip
         if len(self._clips) > self.capacity:
             self._clips.popitem(last=False)

