@@ -27,6 +27,8 @@ class PreprocessConfig:
     min_face_size: int = 24  # narrower detections (source px) are ignored
     max_faces: int = 4  # face tracks kept per video (the main track first; training reads only it)
     min_track_fraction: float = 0.25  # a face other than the main one needs this share of frames
+    # ... and the detector's median confidence above this (so does a face only escalation found)
+    min_face_score: float = 0.2
     # exact: the evenly spaced frames | keyframe: the nearest cheaply decodable frames | auto:
     # keyframe when the video has at least num_frames / 2 keyframes (preprocessing/video_io.py)
     frame_sampling: str = "auto"

@@ -30,7 +30,7 @@ from preprocessing.video_io import SampledFrames, VideoError, sample_frames
 # parameters that change what a FaceClip contains (workers does not)
 _CLIP_PARAMS = ["num_frames", "crop_size", "margin", "detect_max_side", "detect_upsample",
                 "detect_escalation", "min_face_size", "max_faces", "min_track_fraction",
-                "frame_sampling", "max_decode_side", "mask_threshold"]
+                "min_face_score", "frame_sampling", "max_decode_side", "mask_threshold"]
 
 
 def clip_params(cfg: PreprocessConfig) -> dict:

@@ -110,10 +110,11 @@ def reconstruction_gap(model: SpaceTimeMAE, cache: Path, cfg: RecoverConfig, spl
     rows = select_rows(cache, split)
     reals = {r.clip for r in rows if r.label == 0}
     kept: list[ClipRow] = []
+    clips = ClipCache(cache)
     for row in rows:
         if row.label == 0:
             kept.append(row)
-        elif ClipCache(cache).load(row.clip, frames=False).meta.get("source_clip") in reals:
+        elif clips.load(row.clip, frames=False).meta.get("source_clip") in reals:
             kept.append(row)
     if not any(r.label == 1 for r in kept):
         return {"split": split, "note": "no fakes of these real sources in this split"}

@@ -82,11 +82,25 @@ def test_no_escalation_where_the_faces_found_are_large(carphone):
     frames[2] = 96  # a frame without the face: a miss that more resolution cannot fix
     analyzer = FaceAnalyzer.from_config(PreprocessConfig())
     passes_run = []
-    detect = analyzer.detect
-    analyzer.detect = lambda frame, index=0: passes_run.append(index) or detect(frame, index)
+    detect = analyzer.detect_scored
+    analyzer.detect_scored = lambda frame, index=0: passes_run.append(index) or detect(frame, index)
     found = analyzer.detect_all(frames)
     assert found.found_by.tolist() == [0, 0, -1, 0, 0, 0]
     assert set(passes_run) == {0}
+
+
+def test_what_escalation_finds_in_a_face_less_video_is_not_a_face(tmp_path, bigbuckbunny):
+    import subprocess
+
+    video = tmp_path / "noface.mp4"  # x264 defaults (crf 23): its artefacts fool escalation twice
+    subprocess.run([ffmpeg_binary(), "-y", "-loglevel", "error", "-i", str(bigbuckbunny),
+                    "-frames:v", "20", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)],
+                   check=True)
+    analyzer = FaceAnalyzer.from_config(PreprocessConfig())
+    frames = sample_frames(video, 30).frames
+    assert (analyzer.detect_all(frames).found_by > 0).any()  # weak detections at 1280 / 2560 px
+    with pytest.raises(ValueError, match="no face found in any of the 20 sampled frames"):
+        analyzer.tracks(frames)
 
 
 def test_format_1_clips_still_load(tmp_path, short_carphone):
@@ -195,6 +209,7 @@ def test_still_images_are_one_frame_inputs(tmp_path):
     for name in ("astronaut.png", "astronaut.jpg", "astronaut.webp"):
         row = rows[name]
         assert row["status"] == "ok" and row["input"] == "image" and row["frames"] == 1, row
+        assert row["faces"] == 1  # the badge on the suit (detector confidence 0.08) is no face
         with np.load(report / row["masks"]) as data:
             assert data["mask"].shape == (1, 224, 224)
         assert (report / row["overlay"]).is_file()
