@@ -24,7 +24,6 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from common.config import PoolConfig
@@ -107,13 +106,10 @@ def assign_people(sources: list[PoolSource], cfg: PoolConfig) -> list[PoolSource
 
 
 def _read(source: PoolSource, cfg: PoolConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(frames [N, H, W, 3] RGB, frame indices [N]) of a video or a photo."""
-    if source.kind == "image":
-        image = cv2.imread(source.path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise VideoError(f"cannot read image {source.path}")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)[None], np.zeros(1, np.int32)
-    sampled = sample_frames(source.path, cfg.frames_per_video, cfg.max_decode_side)
+    """(frames [N, H, W, 3] RGB, frame indices [N]) of a video or a photo (one frame, read at its
+    full resolution: max_side 0)."""
+    sampled = sample_frames(source.path, cfg.frames_per_video,
+                            0 if source.kind == "image" else cfg.max_decode_side)
     return sampled.frames, sampled.frame_index.astype(np.int32)
 
 
