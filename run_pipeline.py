@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from common.config import load_config
+    from delocate.common.config import load_config
 
     path = args.config or Path(__file__).resolve().parent / "configs" / "cpu-tiny.yaml"
     return load_config(path, args.overrides)
@@ -105,9 +105,9 @@ class UsageError(Exception):
 
 
 def stage_preprocess(args, cfg) -> int:
-    from common.log import info
-    from preprocessing.datasets import discover
-    from preprocessing.preprocess import run_preprocess
+    from delocate.common.log import info
+    from delocate.preprocessing.datasets import discover
+    from delocate.preprocessing.preprocess import run_preprocess
 
     _need(args, "input", "out")
     root, entries = discover(args.input, args.dataset, args.compression)
@@ -121,7 +121,7 @@ def stage_preprocess(args, cfg) -> int:
 
 
 def stage_synth(args, cfg) -> int:
-    from preprocessing.synthesis import SynthOptions, run_synthesis
+    from delocate.preprocessing.synthesis import SynthOptions, run_synthesis
 
     _need(args, "data", "out")
     methods = args.methods.split(",") if args.methods else cfg.synth.methods
@@ -138,7 +138,7 @@ def _metric(value: float | None) -> str:
 
 
 def stage_pool(args, cfg) -> int:
-    from preprocessing.face_pool import assign_people, build_pool, find_sources
+    from delocate.preprocessing.face_pool import assign_people, build_pool, find_sources
 
     _need(args, "input", "out")
     sources = assign_people(find_sources([args.input, *args.inputs]), cfg.pool)
@@ -154,8 +154,8 @@ def stage_pool(args, cfg) -> int:
 
 
 def stage_forge(args, cfg) -> int:
-    from preprocessing.face_pool import find_sources
-    from preprocessing.forge_videos import forge_videos
+    from delocate.preprocessing.face_pool import find_sources
+    from delocate.preprocessing.forge_videos import forge_videos
 
     _need(args, "input", "out")
     videos = [(Path(s.path), s.person, "test") for s in find_sources([args.input, *args.inputs])
@@ -168,14 +168,14 @@ def stage_forge(args, cfg) -> int:
 
 
 def stage_release(args, cfg) -> int:
-    from workflows.release import run_release
+    from delocate.workflows.release import run_release
 
     _need(args, "out")
     return run_release(args.out, cfg)
 
 
 def stage_export(args, cfg) -> int:
-    from workflows.export import SHIPPED, export_run
+    from delocate.workflows.export import SHIPPED, export_run
 
     _need(args, "run")
     out = export_run(args.run, args.out or SHIPPED)
@@ -184,7 +184,7 @@ def stage_export(args, cfg) -> int:
 
 
 def stage_recover(args, cfg) -> int:
-    from stage1_recover.recover import gap_lines, run_recover
+    from delocate.stage1_recover.recover import gap_lines, run_recover
 
     _need(args, "data", "run")
     summary = run_recover(args.data, args.run, cfg)
@@ -199,7 +199,7 @@ def stage_recover(args, cfg) -> int:
 
 
 def stage_finetune(args, cfg) -> int:
-    from stage1_recover.finetune import run_finetune
+    from delocate.stage1_recover.finetune import run_finetune
 
     _need(args, "data", "run")
     summary = run_finetune(args.data, args.run, cfg)
@@ -209,7 +209,7 @@ def stage_finetune(args, cfg) -> int:
 
 
 def stage_localize(args, cfg) -> int:
-    from stage2_localize.localize import run_localize
+    from delocate.stage2_localize.localize import run_localize
 
     _need(args, "data", "run")
     summary = run_localize(args.data, args.run, cfg)
@@ -219,7 +219,7 @@ def stage_localize(args, cfg) -> int:
 
 
 def stage_dadf(args, cfg) -> int:
-    from stage2_localize.dadf_train import run_dadf
+    from delocate.stage2_localize.dadf_train import run_dadf
 
     _need(args, "data", "run")
     summary = run_dadf(args.data, args.run, cfg)
@@ -229,7 +229,7 @@ def stage_dadf(args, cfg) -> int:
 
 
 def stage_evaluate(args, cfg) -> int:
-    from evaluation.evaluate import format_tables, run_evaluate
+    from delocate.evaluation.evaluate import format_tables, run_evaluate
 
     _need(args, "data", "run")
     result = run_evaluate(args.data, args.run, args.split, args.val_data, args.out,
@@ -240,9 +240,9 @@ def stage_evaluate(args, cfg) -> int:
 
 
 def stage_score(args, cfg) -> int:
-    from common.config import load_config
-    from evaluation.score import run_score
-    from workflows.export import SHIPPED, shipped_run
+    from delocate.common.config import load_config
+    from delocate.evaluation.score import run_score
+    from delocate.workflows.export import SHIPPED, shipped_run
 
     _need(args, "out")
     if not args.inputs:
@@ -263,15 +263,15 @@ def stage_score(args, cfg) -> int:
 
 
 def stage_demo(args, cfg) -> int:
-    from workflows.demo import run_demo
+    from delocate.workflows.demo import run_demo
 
     return run_demo(args.out or "demo_output", cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from common.config import ConfigError
-    from preprocessing.datasets import LayoutError
+    from delocate.common.config import ConfigError
+    from delocate.preprocessing.datasets import LayoutError
 
     handler = globals()[f"stage_{args.stage}"]
     try:

@@ -28,11 +28,11 @@ import cv2
 import decord
 import numpy as np
 
-from common.config import PreprocessConfig
-from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer, crop_square, warp_crop
-from preprocessing.preprocess import preprocess_faces, run_preprocess
-from preprocessing.video_io import ffmpeg_binary, sample_frames
+from delocate.common.config import PreprocessConfig
+from delocate.preprocessing.datasets import VideoEntry
+from delocate.preprocessing.faces import FaceAnalyzer, crop_square, warp_crop
+from delocate.preprocessing.preprocess import preprocess_faces, run_preprocess
+from delocate.preprocessing.video_io import ffmpeg_binary, sample_frames
 
 
 def carphone() -> Path:

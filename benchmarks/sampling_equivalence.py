@@ -34,13 +34,13 @@ from pathlib import Path
 import decord
 import numpy as np
 
-from common.io import atomic_save_npz
-from common.metrics import iou, roc_auc
-from evaluation.detector import Detector
-from preprocessing.datasets import VideoEntry, discover_manifest
-from preprocessing.faces import FaceAnalyzer
-from preprocessing.preprocess import preprocess_video
-from preprocessing.video_io import VideoError, ffmpeg_binary, sample_frames
+from delocate.common.io import atomic_save_npz
+from delocate.common.metrics import iou, roc_auc
+from delocate.evaluation.detector import Detector
+from delocate.preprocessing.datasets import VideoEntry, discover_manifest
+from delocate.preprocessing.faces import FaceAnalyzer
+from delocate.preprocessing.preprocess import preprocess_video
+from delocate.preprocessing.video_io import VideoError, ffmpeg_binary, sample_frames
 
 
 def loop_video(entry: VideoEntry, seconds: int, gop: float, out_dir: Path) -> VideoEntry:
@@ -133,7 +133,7 @@ def main() -> None:
                         help="join this many different clips per long video instead of looping one")
     parser.add_argument("--scratch", default=None, help="folder for the looped videos")
     args = parser.parse_args()
-    from workflows.export import SHIPPED
+    from delocate.workflows.export import SHIPPED
 
     detector = Detector(args.run or SHIPPED)
     threshold = detector.threshold[0]

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 from benchmarks.preprocess_speed import carphone, floor
-from evaluation.detector import Detector
-from evaluation.score import _score_one, collect_entries
-from preprocessing.faces import FaceAnalyzer
-from preprocessing.preprocess import run_preprocess
-from preprocessing.sample_cache import clip_id_for, face_count, read_index
-from workflows.export import shipped_run
+from delocate.evaluation.detector import Detector
+from delocate.evaluation.score import _score_one, collect_entries
+from delocate.preprocessing.faces import FaceAnalyzer
+from delocate.preprocessing.preprocess import run_preprocess
+from delocate.preprocessing.sample_cache import clip_id_for, face_count, read_index
+from delocate.workflows.export import shipped_run
 
 
 def main() -> None:

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from common.config import PoolConfig, load_config
-from models.registry import build_model
-from preprocessing.face_pool import FacePool, assign_people, build_pool, find_sources
-from stage2_localize.localize import make_loss, stage2_spec
-from training.online_data import OnlineFrames
-from training.pairs import PairMaker
+from delocate.common.config import PoolConfig, load_config
+from delocate.models.registry import build_model
+from delocate.preprocessing.face_pool import FacePool, assign_people, build_pool, find_sources
+from delocate.stage2_localize.localize import make_loss, stage2_spec
+from delocate.training.online_data import OnlineFrames
+from delocate.training.pairs import PairMaker
 
 ROOT = Path(__file__).resolve().parents[1]
 

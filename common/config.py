@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from common.sections import (ClipInputConfig, ConfigError, DadfConfig, DemoConfig, EvalConfig,
-                             FinetuneConfig, ForgeConfig, LocalizeConfig, OnlineConfig, PoolConfig,
-                             PreprocessConfig, RecoverConfig, ReleaseConfig, SynthConfig,
-                             TrainConfig)
+from delocate.common.sections import (ClipInputConfig, ConfigError, DadfConfig, DemoConfig,
+                                      EvalConfig, FinetuneConfig, ForgeConfig, LocalizeConfig,
+                                      OnlineConfig, PoolConfig, PreprocessConfig, RecoverConfig,
+                                      ReleaseConfig, SynthConfig, TrainConfig)
 
 # the sections are defined in common/sections.py and read through here, with the root and the loader
 __all__ = ["ClipInputConfig", "Config", "ConfigError", "DadfConfig", "DemoConfig", "EvalConfig",
@@ -120,6 +120,6 @@ def config_to_dict(config: Any) -> dict:
 
 def save_config(config: Config, path: str | Path) -> None:
     """Write the resolved config (every default spelled out) next to a run's outputs."""
-    from common.io import atomic_write_text
+    from delocate.common.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

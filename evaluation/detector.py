@@ -16,15 +16,15 @@ import cv2
 import numpy as np
 import torch
 
-from common.config import Config, load_config
-from common.io import load_checkpoint
-from common.log import info
-from evaluation.aggregate import aggregate
-from evaluation.fusion import Fusion
-from models.registry import build_model
-from preprocessing.sample_cache import FaceClip
-from training.engine import default_device
-from training.inputs import frame_positions, normalize, resize_frames
+from delocate.common.config import Config, load_config
+from delocate.common.io import load_checkpoint
+from delocate.common.log import info
+from delocate.evaluation.aggregate import aggregate
+from delocate.evaluation.fusion import Fusion
+from delocate.models.registry import build_model
+from delocate.preprocessing.sample_cache import FaceClip
+from delocate.training.engine import default_device
+from delocate.training.inputs import frame_positions, normalize, resize_frames
 
 
 @dataclass

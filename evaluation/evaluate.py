@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common.io import atomic_write_json
-from common.log import info, progress
-from common.metrics import (best_threshold, bootstrap_auc, detection_metrics,
-                                localization_metrics)
-from evaluation.detector import Detector
-from evaluation.fusion import fit_fusion
-from preprocessing.sample_cache import ClipCache
-from training.inputs import select_rows
+from delocate.common.io import atomic_write_json
+from delocate.common.log import info, progress
+from delocate.common.metrics import (best_threshold, bootstrap_auc, detection_metrics,
+                                     localization_metrics)
+from delocate.evaluation.detector import Detector
+from delocate.evaluation.fusion import fit_fusion
+from delocate.preprocessing.sample_cache import ClipCache
+from delocate.training.inputs import select_rows
 
 SCORES = ["s1", "s2", "dadf", "fused"]  # dadf: only when the run has the DADF head
 

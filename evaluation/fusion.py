@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.io import atomic_write_json
+from delocate.common.io import atomic_write_json
 
 BRANCHES = ("s1", "s2", "dadf")
 MIN_VIDEOS = 6  # fewer validation videos than this: keep the mean

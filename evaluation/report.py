@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.io import atomic_write_bytes, atomic_write_text
-from preprocessing.faces import crop_affine
+from delocate.common.io import atomic_write_bytes, atomic_write_text
+from delocate.preprocessing.faces import crop_affine
 
 # s1 / s2 / dadf / face_frames are those of the face that decided (decided_by: 0 = the main face)
 CSV_COLUMNS = ["video", "fake_score", "verdict", "s1", "s2", "dadf", "frames", "face_frames",

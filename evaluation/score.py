@@ -15,16 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import Config
-from common.io import atomic_save_npz, atomic_write_json
-from common.log import info, progress
-from evaluation.detector import Detector
-from evaluation.report import overlay_strip, score_plot, write_index_html, write_jsonl, write_scores_csv
-from evaluation.rows import FaceScore, ScoreRow
-from preprocessing.datasets import LayoutError, VideoEntry, discover, media_under
-from preprocessing.preprocess import clip_params, run_preprocess
-from preprocessing.sample_cache import FaceClip, clip_id_for, face_count, face_path, read_index
-from preprocessing.video_io import VideoError, sample_frames
+from delocate.common.config import Config
+from delocate.common.io import atomic_save_npz, atomic_write_json
+from delocate.common.log import info, progress
+from delocate.evaluation.detector import Detector
+from delocate.evaluation.report import (overlay_strip, score_plot, write_index_html, write_jsonl,
+                                        write_scores_csv)
+from delocate.evaluation.rows import FaceScore, ScoreRow
+from delocate.preprocessing.datasets import LayoutError, VideoEntry, discover, media_under
+from delocate.preprocessing.preprocess import clip_params, run_preprocess
+from delocate.preprocessing.sample_cache import (FaceClip, clip_id_for, face_count, face_path,
+                                                 read_index)
+from delocate.preprocessing.video_io import VideoError, sample_frames
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
-from models.st_mae import SpaceTimeEncoder
+from delocate.models.st_mae import SpaceTimeEncoder
 
 
 class BottleneckAdapter(nn.Module):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.st_mae import SpaceTimeEncoder
+from delocate.models.st_mae import SpaceTimeEncoder
 
 
 class ClipClassifier(nn.Module):

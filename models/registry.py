@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from models.adapters import DeepFakeAdapterEncoder
-from models.classifier import ClipClassifier
-from models.st_mae import build_encoder, build_st_mae
-from models.stage2_net import Stage2Net
+from delocate.models.adapters import DeepFakeAdapterEncoder
+from delocate.models.classifier import ClipClassifier
+from delocate.models.st_mae import build_encoder, build_st_mae
+from delocate.models.stage2_net import Stage2Net
 
 
 def build_clip_classifier(size: str = "tiny", num_frames: int = 8, img_size: int = 112,
@@ -26,7 +26,7 @@ def build_clip_classifier(size: str = "tiny", num_frames: int = 8, img_size: int
 
 
 def build_dadf(**kwargs) -> nn.Module:
-    from models.dadf import DADF  # segment-anything is only imported when DADF is used
+    from delocate.models.dadf import DADF  # segment-anything is only imported when DADF is used
 
     return DADF(**kwargs)
 

@@ -13,9 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.localizer import Localizer
-from models.mapping import MappingModule
-from models.pretrained import input_norm
+from delocate.models.localizer import Localizer
+from delocate.models.mapping import MappingModule
+from delocate.models.pretrained import input_norm
 
 
 class Stage2Net(nn.Module):

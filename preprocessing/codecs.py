@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from preprocessing.video_io import ffmpeg_binary
+from delocate.preprocessing.video_io import ffmpeg_binary
 
 CODECS = ("jpeg", "h264", "none")
 

@@ -16,9 +16,10 @@ import os
 import re
 from pathlib import Path
 
-from preprocessing.entries import (SPLITS, VIDEO_EXTENSIONS, LayoutError, VideoEntry, hash_split,
-                                   media_under, relative_name, require_layout, videos_under)
-from preprocessing.video_io import IMAGE_EXTENSIONS
+from delocate.preprocessing.entries import (SPLITS, VIDEO_EXTENSIONS, LayoutError, VideoEntry,
+                                            hash_split, media_under, relative_name, require_layout,
+                                            videos_under)
+from delocate.preprocessing.video_io import IMAGE_EXTENSIONS
 
 FFPP_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter"]
 

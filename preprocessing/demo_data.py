@@ -27,16 +27,17 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from common.config import Config
-from common.log import info, progress
-from preprocessing.codecs import encode_video, jpeg_roundtrip
-from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer
-from preprocessing.preprocess import preprocess_video, row_for_clip
-from preprocessing.regions import clip_rois
-from preprocessing.sample_cache import ClipCache, FaceClip, face_path, read_index, write_index
-from preprocessing.synthesis import SynthOptions, run_synthesis
-from preprocessing.video_io import SampledFrames, VideoError, ffmpeg_binary, sample_frames
+from delocate.common.config import Config
+from delocate.common.log import info, progress
+from delocate.preprocessing.codecs import encode_video, jpeg_roundtrip
+from delocate.preprocessing.datasets import VideoEntry
+from delocate.preprocessing.faces import FaceAnalyzer
+from delocate.preprocessing.preprocess import preprocess_video, row_for_clip
+from delocate.preprocessing.regions import clip_rois
+from delocate.preprocessing.sample_cache import (ClipCache, FaceClip, face_path, read_index,
+                                                 write_index)
+from delocate.preprocessing.synthesis import SynthOptions, run_synthesis
+from delocate.preprocessing.video_io import SampledFrames, VideoError, ffmpeg_binary, sample_frames
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_FACES = REPO_ROOT.parent / "shared" / "real-faces"

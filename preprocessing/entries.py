@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from preprocessing.video_io import IMAGE_EXTENSIONS
+from delocate.preprocessing.video_io import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 SPLITS = ("train", "val", "test")

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import PoolConfig
-from common.io import atomic_save_npz, atomic_write_bytes, atomic_write_json
-from common.log import info, progress
-from preprocessing.datasets import VIDEO_EXTENSIONS
-from preprocessing.faces import FaceAnalyzer, crop_square, to_crop_coords, warp_crop
-from preprocessing.video_io import IMAGE_EXTENSIONS, VideoError, sample_frames
+from delocate.common.config import PoolConfig
+from delocate.common.io import atomic_save_npz, atomic_write_bytes, atomic_write_json
+from delocate.common.log import info, progress
+from delocate.preprocessing.datasets import VIDEO_EXTENSIONS
+from delocate.preprocessing.faces import FaceAnalyzer, crop_square, to_crop_coords, warp_crop
+from delocate.preprocessing.video_io import IMAGE_EXTENSIONS, VideoError, sample_frames
 
 POOL_VERSION = 1
 

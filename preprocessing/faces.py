@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from preprocessing.tracks import fill_missing, link_tracks
+from delocate.preprocessing.tracks import fill_missing, link_tracks
 
 LANDMARK_FILE = "shape_predictor_68_face_landmarks.dat"
 HOG_WINDOW = 80  # px: the smallest face dlib's frontal detector finds at the scale it searches

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import ForgeConfig
-from common.io import atomic_save_npz, atomic_write_text
-from common.log import info, progress
-from preprocessing.codecs import encode_video
-from preprocessing.faces import FaceAnalyzer
-from preprocessing.forgery import draw_recipe, forge
-from preprocessing.synthesis import METHODS, PART_OF_METHOD
-from preprocessing.video_io import VideoError, sample_frames
+from delocate.common.config import ForgeConfig
+from delocate.common.io import atomic_save_npz, atomic_write_text
+from delocate.common.log import info, progress
+from delocate.preprocessing.codecs import encode_video
+from delocate.preprocessing.faces import FaceAnalyzer
+from delocate.preprocessing.forgery import draw_recipe, forge
+from delocate.preprocessing.synthesis import METHODS, PART_OF_METHOD
+from delocate.preprocessing.video_io import VideoError, sample_frames
 
 MANIFEST_COLUMNS = ["path", "label", "method", "source", "split", "mask_path"]
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from preprocessing.face_transforms import box_window, colour_match, piecewise_affine
-from preprocessing.regions import PART_LANDMARKS, PART_NAMES, part_boxes
-from preprocessing.synthesis import METHODS, PART_HULLS, PART_OF_METHOD
+from delocate.preprocessing.face_transforms import box_window, colour_match, piecewise_affine
+from delocate.preprocessing.regions import PART_LANDMARKS, PART_NAMES, part_boxes
+from delocate.preprocessing.synthesis import METHODS, PART_HULLS, PART_OF_METHOD
 
 JAW, BROWS = list(range(0, 17)), list(range(17, 27))
 # mask shapes after Face X-ray's hull types (facehull, extended, dfl_full-like inner face, components)

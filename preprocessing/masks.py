@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from preprocessing.faces import warp_crop
-from preprocessing.video_io import SampledFrames
+from delocate.preprocessing.faces import warp_crop
+from delocate.preprocessing.video_io import SampledFrames
 
 
 def _crop_masks(full_masks: np.ndarray, crop_box: np.ndarray, scale: float, size: int) -> np.ndarray:

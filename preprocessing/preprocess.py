@@ -15,17 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import PreprocessConfig
-from common.io import atomic_write_json
-from common.log import info, progress
-from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer, FaceTrack, crop_square, to_crop_coords, warp_crop
-from preprocessing.masks import (masks_from_difference, masks_from_mask_file,
-                                 masks_from_mask_video)
-from preprocessing.regions import clip_rois
-from preprocessing.sample_cache import (FORMAT_VERSION, FaceClip, clip_id_for, face_path,
-                                        params_digest, write_index)
-from preprocessing.video_io import SampledFrames, VideoError, sample_frames
+from delocate.common.config import PreprocessConfig
+from delocate.common.io import atomic_write_json
+from delocate.common.log import info, progress
+from delocate.preprocessing.datasets import VideoEntry
+from delocate.preprocessing.faces import (FaceAnalyzer, FaceTrack, crop_square, to_crop_coords,
+                                          warp_crop)
+from delocate.preprocessing.masks import (masks_from_difference, masks_from_mask_file,
+                                          masks_from_mask_video)
+from delocate.preprocessing.regions import clip_rois
+from delocate.preprocessing.sample_cache import (FORMAT_VERSION, FaceClip, clip_id_for, face_path,
+                                                 params_digest, write_index)
+from delocate.preprocessing.video_io import SampledFrames, VideoError, sample_frames
 
 # parameters that change what a FaceClip contains (workers does not)
 _CLIP_PARAMS = ["num_frames", "crop_size", "margin", "detect_max_side", "detect_upsample",

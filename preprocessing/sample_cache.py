@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from common.io import atomic_save_npz, atomic_write_text
+from delocate.common.io import atomic_save_npz, atomic_write_text
 
 FORMAT_VERSION = 2
 INDEX_COLUMNS = ["clip", "video", "label", "method", "split", "face_frames", "faces", "status",

@@ -24,11 +24,12 @@ from typing import Callable
 import numpy as np
 from scipy.spatial import Delaunay
 
-from preprocessing.face_transforms import (blend, box_window, colour_match, colour_transform,
-                                          deformed_mask, geometric_transform, piecewise_affine,
-                                          sharpness_transform, similarity_align)
-from preprocessing.regions import PART_LANDMARKS, PART_NAMES
-from preprocessing.sample_cache import ClipCache, FaceClip
+from delocate.preprocessing.face_transforms import (blend, box_window, colour_match,
+                                                    colour_transform, deformed_mask,
+                                                    geometric_transform, piecewise_affine,
+                                                    sharpness_transform, similarity_align)
+from delocate.preprocessing.regions import PART_LANDMARKS, PART_NAMES
+from delocate.preprocessing.sample_cache import ClipCache, FaceClip
 
 METHODS = ["blend", "part-eyes", "part-mouth", "part-nose", "swap"]
 PART_OF_METHOD = {"part-eyes": "eyes", "part-mouth": "lips", "part-nose": "cheek_nose"}
@@ -216,9 +217,9 @@ def run_synthesis(real_cache, out_cache, methods: list[str], seed: int = 0,
     import shutil
     from pathlib import Path
 
-    from common.log import info, progress
-    from preprocessing.preprocess import row_for_clip
-    from preprocessing.sample_cache import read_index, write_index
+    from delocate.common.log import info, progress
+    from delocate.preprocessing.preprocess import row_for_clip
+    from delocate.preprocessing.sample_cache import read_index, write_index
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:

@@ -9,19 +9,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.config import Config
-from common.io import load_checkpoint
-from common.log import info
-from common.metrics import roc_auc
-from models.adapters import DeepFakeAdapterEncoder
-from models.classifier import ClipClassifier
-from models.registry import ModelSpec, build_model
-from preprocessing.face_pool import is_pool
-from stage1_recover.recover import input_kwargs
-from training.engine import open_run
-from training.inputs import ClipStore, VideoClipDataset, labelled_splits
-from training.online_data import OnlineClips, online_index_fn, online_sets
-from training.stage import StageData, balanced_weights, train_stage
+from delocate.common.config import Config
+from delocate.common.io import load_checkpoint
+from delocate.common.log import info
+from delocate.common.metrics import roc_auc
+from delocate.models.adapters import DeepFakeAdapterEncoder
+from delocate.models.classifier import ClipClassifier
+from delocate.models.registry import ModelSpec, build_model
+from delocate.preprocessing.face_pool import is_pool
+from delocate.stage1_recover.recover import input_kwargs
+from delocate.training.engine import open_run
+from delocate.training.inputs import ClipStore, VideoClipDataset, labelled_splits
+from delocate.training.online_data import OnlineClips, online_index_fn, online_sets
+from delocate.training.stage import StageData, balanced_weights, train_stage
 
 
 class PretrainedKeysError(RuntimeError):

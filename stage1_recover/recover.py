@@ -13,17 +13,17 @@ import cv2
 import numpy as np
 import torch
 
-from common.config import Config, RecoverConfig
-from common.io import atomic_write_bytes, load_checkpoint
-from common.log import info
-from models.registry import ModelSpec, build_model
-from models.st_mae import SpaceTimeMAE
-from preprocessing.regions import PART_NAMES
-from preprocessing.sample_cache import ClipCache
-from training.engine import default_device, open_run
-from training.inputs import ClipRow, ClipStore, VideoClipDataset, denormalize, select_rows
-from training.masking import TokenMasker
-from training.stage import StageData, train_stage
+from delocate.common.config import Config, RecoverConfig
+from delocate.common.io import atomic_write_bytes, load_checkpoint
+from delocate.common.log import info
+from delocate.models.registry import ModelSpec, build_model
+from delocate.models.st_mae import SpaceTimeMAE
+from delocate.preprocessing.regions import PART_NAMES
+from delocate.preprocessing.sample_cache import ClipCache
+from delocate.training.engine import default_device, open_run
+from delocate.training.inputs import ClipRow, ClipStore, VideoClipDataset, denormalize, select_rows
+from delocate.training.masking import TokenMasker
+from delocate.training.stage import StageData, train_stage
 
 
 def input_kwargs(cfg) -> dict:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import torch
 
-from common.config import Config
-from common.log import info
-from models.dadf import dadf_loss
-from models.registry import ModelSpec, build_model
-from stage2_localize.frame_sets import frame_sets
-from stage2_localize.validation import validation_metrics
-from training.engine import open_run
-from training.stage import train_stage
+from delocate.common.config import Config
+from delocate.common.log import info
+from delocate.models.dadf import dadf_loss
+from delocate.models.registry import ModelSpec, build_model
+from delocate.stage2_localize.frame_sets import frame_sets
+from delocate.stage2_localize.validation import validation_metrics
+from delocate.training.engine import open_run
+from delocate.training.stage import train_stage
 
 
 def dadf_spec(config: Config) -> ModelSpec:

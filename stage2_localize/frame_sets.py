@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.config import Config
-from meta.splits import split_by_method
-from preprocessing.face_pool import is_pool
-from training.inputs import (ClipRow, ClipStore, frame_positions, frame_tensors,
-                                 labelled_splits)
-from training.online_data import OnlineFrames, online_index_fn, online_sets
-from training.stage import StageData, balanced_weights
+from delocate.common.config import Config
+from delocate.meta.splits import split_by_method
+from delocate.preprocessing.face_pool import is_pool
+from delocate.training.inputs import (ClipRow, ClipStore, frame_positions, frame_tensors,
+                                      labelled_splits)
+from delocate.training.online_data import OnlineFrames, online_index_fn, online_sets
+from delocate.training.stage import StageData, balanced_weights
 
 # --- per-frame dataset -----------------------------------------------------------------------------
 

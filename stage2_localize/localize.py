@@ -13,21 +13,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.config import Config, LocalizeConfig
-from common.io import atomic_save_npz, load_checkpoint
-from common.log import info, progress
-from meta.step import meta_step_loss
-from models.pretrained import load_imagenet_encoder, weights_file
-from models.registry import ModelSpec, build_model
-from preprocessing.regions import PART_NAMES
-from stage2_localize.dadf_train import run_dadf
-from stage2_localize.frame_sets import frame_sets
-from stage2_localize.losses import stage2_loss
-from stage2_localize.validation import validation_metrics
-from training.engine import default_device, open_run
-from training.inputs import ClipRow, ClipStore, VideoClipDataset
-from training.masking import TokenMasker
-from training.stage import train_stage
+from delocate.common.config import Config, LocalizeConfig
+from delocate.common.io import atomic_save_npz, load_checkpoint
+from delocate.common.log import info, progress
+from delocate.meta.step import meta_step_loss
+from delocate.models.pretrained import load_imagenet_encoder, weights_file
+from delocate.models.registry import ModelSpec, build_model
+from delocate.preprocessing.regions import PART_NAMES
+from delocate.stage2_localize.dadf_train import run_dadf
+from delocate.stage2_localize.frame_sets import frame_sets
+from delocate.stage2_localize.losses import stage2_loss
+from delocate.stage2_localize.validation import validation_metrics
+from delocate.training.engine import default_device, open_run
+from delocate.training.inputs import ClipRow, ClipStore, VideoClipDataset
+from delocate.training.masking import TokenMasker
+from delocate.training.stage import train_stage
 
 
 def stage2_spec(cfg: LocalizeConfig) -> ModelSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common.metrics import iou as frame_iou, roc_auc
+from delocate.common.metrics import iou as frame_iou, roc_auc
 
 
 @torch.no_grad()

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import torch
 
-from common.config import TrainConfig
+from delocate.common.config import TrainConfig
 from test_engine import RandomClips, make_model, toy_loss  # tests/ is the script's own folder
-from training.engine import Engine, distributed
+from delocate.training.engine import Engine, distributed
 
 run_dir = Path(sys.argv[1])
 rank, world = distributed()

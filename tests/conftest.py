@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocessing.video_io import ffmpeg_binary
+from delocate.preprocessing.video_io import ffmpeg_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_FACES = ROOT.parent / "shared" / "real-faces"
@@ -65,8 +65,8 @@ def tiny_pool(tmp_path_factory, carphone) -> Path:
 
     import skimage
 
-    from common.config import PoolConfig
-    from preprocessing.face_pool import assign_people, build_pool, find_sources
+    from delocate.common.config import PoolConfig
+    from delocate.preprocessing.face_pool import assign_people, build_pool, find_sources
 
     inputs = tmp_path_factory.mktemp("pool_inputs")
     shutil.copy(carphone, inputs / "carphone.mp4")

@@ -2,9 +2,9 @@
 import torch
 import torch.nn.functional as F
 
-from models.adapters import DeepFakeAdapterEncoder
-from models.registry import build_clip_classifier
-from models.st_mae import build_st_mae
+from delocate.models.adapters import DeepFakeAdapterEncoder
+from delocate.models.registry import build_clip_classifier
+from delocate.models.st_mae import build_st_mae
 
 
 def test_adapter_tuning_leaves_the_backbone_unchanged_after_a_step():

@@ -1,5 +1,6 @@
 """The import rules of ARCHITECTURE.md, enforced: each package imports only the layers below it, no
-stage imports another stage or evaluation, and nothing edits sys.path."""
+stage imports another stage or evaluation, everything of ours is imported as delocate.*, and nothing
+edits sys.path."""
 import ast
 import re
 
@@ -18,7 +19,7 @@ ALLOWED = {
     "workflows": {"common", "models", "meta", "preprocessing", "training", "stage1_recover",
                   "stage2_localize", "evaluation"},
 }
-OURS = set(ALLOWED) | {"run_pipeline", "benchmarks"}
+OURS = set(ALLOWED) | {"run_pipeline"}
 
 
 def python_files():
@@ -28,18 +29,25 @@ def python_files():
             yield path
 
 
-def imported_packages(path):
-    """Top-level names of ours that `path` imports, at any depth (function-level imports too)."""
-    found = set()
+def imported_modules(path):
+    """Absolute module names that `path` imports, at any depth (function-level imports too)."""
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
-            continue
-        found |= {name.split(".")[0] for name in names} & OURS
-    return found
+            yield node.module
+
+
+def imported_packages(path):
+    """Our packages that `path` imports: delocate.<package>.* -> <package>."""
+    parts = (name.split(".") for name in imported_modules(path))
+    return {p[1] for p in parts if p[0] == "delocate" and len(p) > 1} & OURS
+
+
+def bare_imports(path):
+    """Imports of our packages without the delocate. prefix: they work only from the repo root and
+    would load a second copy of the module beside delocate.<package>."""
+    return {name for name in imported_modules(path) if name.split(".")[0] in OURS}
 
 
 def test_every_package_imports_only_the_layers_below_it():
@@ -56,9 +64,18 @@ def test_every_package_imports_only_the_layers_below_it():
 
 def test_the_rules_catch_a_forbidden_import(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from evaluation.metrics import roc_auc\n")
+    bad.write_text("def f():\n    from delocate.evaluation.rows import ScoreRow\n")
     assert imported_packages(bad) == {"evaluation"}
     assert "evaluation" not in ALLOWED["stage1_recover"]
+
+
+def test_everything_of_ours_is_imported_under_delocate(tmp_path):
+    offenders = {str(p.relative_to(ROOT)): sorted(found) for p in python_files()
+                 if (found := bare_imports(p))}
+    assert not offenders, f"import these as delocate.<package>: {offenders}"
+    bare = tmp_path / "bare.py"
+    bare.write_text("import numpy\nfrom common.metrics import roc_auc\n")
+    assert bare_imports(bare) == {"common.metrics"}
 
 
 def test_nothing_edits_sys_path():

@@ -2,8 +2,8 @@
 the choices in the message, before any stage starts."""
 import pytest
 
-from common.config import ConfigError, load_config
-from run_pipeline import main
+from delocate.common.config import ConfigError, load_config
+from delocate.run_pipeline import main
 
 CHOICES = ["preprocess.frame_sampling", "recover.mask_strategy", "finetune.tuning",
            "localize.loc_loss", "localize.optimizer", "localize.encoder_weights", "dadf.variant",

@@ -3,7 +3,7 @@ checkpoint loading with the position embedding resized."""
 import pytest
 import torch
 
-from models.dadf import ADAPTER_VARIANTS, DADF, MultiscaleAdapter, dadf_loss
+from delocate.models.dadf import ADAPTER_VARIANTS, DADF, MultiscaleAdapter, dadf_loss
 
 
 @pytest.fixture(scope="module")

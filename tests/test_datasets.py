@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.config import PreprocessConfig
-from preprocessing.datasets import LayoutError, detect_dataset, discover
-from preprocessing.faces import FaceAnalyzer
-from preprocessing.preprocess import preprocess_video
+from delocate.common.config import PreprocessConfig
+from delocate.preprocessing.datasets import LayoutError, detect_dataset, discover
+from delocate.preprocessing.faces import FaceAnalyzer
+from delocate.preprocessing.preprocess import preprocess_video
 
 from conftest import make_video
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from common.config import TrainConfig
-from common.io import load_checkpoint
+from delocate.common.config import TrainConfig
+from delocate.common.io import load_checkpoint
 from conftest import ROOT
-from training.engine import Engine, NonFiniteLossError
+from delocate.training.engine import Engine, NonFiniteLossError
 
 
 class RandomClips(Dataset):

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from common.config import PreprocessConfig
-from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer, crop_square, landmark_model_path
-from preprocessing.preprocess import preprocess_video
-from preprocessing.regions import PART_NAMES
-from preprocessing.tracks import fill_missing, track_faces
+from delocate.common.config import PreprocessConfig
+from delocate.preprocessing.datasets import VideoEntry
+from delocate.preprocessing.faces import FaceAnalyzer, crop_square, landmark_model_path
+from delocate.preprocessing.preprocess import preprocess_video
+from delocate.preprocessing.regions import PART_NAMES
+from delocate.preprocessing.tracks import fill_missing, track_faces
 
 
 def box(x, y, side):

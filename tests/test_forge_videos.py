@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import skimage
 
-from common.config import ForgeConfig, PreprocessConfig
-from preprocessing.datasets import discover
-from preprocessing.demo_data import still_to_clip
-from preprocessing.forge_videos import forge_videos
-from preprocessing.preprocess import run_preprocess
-from preprocessing.sample_cache import FaceClip, read_index
-from preprocessing.video_io import sample_frames
+from delocate.common.config import ForgeConfig, PreprocessConfig
+from delocate.preprocessing.datasets import discover
+from delocate.preprocessing.demo_data import still_to_clip
+from delocate.preprocessing.forge_videos import forge_videos
+from delocate.preprocessing.preprocess import run_preprocess
+from delocate.preprocessing.sample_cache import FaceClip, read_index
+from delocate.preprocessing.video_io import sample_frames
 
 
 @pytest.fixture(scope="module")

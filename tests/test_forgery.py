@@ -4,11 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from preprocessing.faces import FaceAnalyzer
-from preprocessing.forgery import BLEND_MODES, HULL_TYPES, draw_recipe, forge
-from preprocessing.regions import PART_NAMES, part_boxes
-from preprocessing.synthesis import METHODS, PART_OF_METHOD
-from preprocessing.video_io import sample_frames
+from delocate.preprocessing.faces import FaceAnalyzer
+from delocate.preprocessing.forgery import BLEND_MODES, HULL_TYPES, draw_recipe, forge
+from delocate.preprocessing.regions import PART_NAMES, part_boxes
+from delocate.preprocessing.synthesis import METHODS, PART_OF_METHOD
+from delocate.preprocessing.video_io import sample_frames
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ does not drag the fused score to chance."""
 import numpy as np
 import pytest
 
-from common.metrics import roc_auc
-from evaluation.fusion import Fusion, fit_fusion
+from delocate.common.metrics import roc_auc
+from delocate.evaluation.fusion import Fusion, fit_fusion
 
 
 def records(n, split, seed, flip=False):

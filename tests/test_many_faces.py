@@ -9,15 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from common.config import ForgeConfig, PreprocessConfig
+from delocate.common.config import ForgeConfig, PreprocessConfig
 from conftest import ffmpeg_binary
-from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer
-from preprocessing.preprocess import preprocess_faces
-from preprocessing.sample_cache import FaceClip, face_path, read_index
-from preprocessing.tracks import link_tracks, track_faces
-from preprocessing.video_io import sample_frames
-from run_pipeline import main
+from delocate.preprocessing.datasets import VideoEntry
+from delocate.preprocessing.faces import FaceAnalyzer
+from delocate.preprocessing.preprocess import preprocess_faces
+from delocate.preprocessing.sample_cache import FaceClip, face_path, read_index
+from delocate.preprocessing.tracks import link_tracks, track_faces
+from delocate.preprocessing.video_io import sample_frames
+from delocate.run_pipeline import main
 
 
 def box(x, y, side):
@@ -25,7 +25,7 @@ def box(x, y, side):
 
 
 def encode(frames: np.ndarray, path: Path, fps: float = 25.0) -> Path:
-    from preprocessing.codecs import encode_video
+    from delocate.preprocessing.codecs import encode_video
 
     return encode_video(frames, path, fps, 18)
 
@@ -118,7 +118,7 @@ def test_format_1_clips_still_load(tmp_path, short_carphone):
 def two_people(tmp_path_factory, real_faces):
     """Two real people side by side in one 640x360 video; the left one forged (blend), with the
     forgery's full-frame mask, in a manifest; also the shipped-model report on it."""
-    from preprocessing.forge_videos import forge_clip, read_clips
+    from delocate.preprocessing.forge_videos import forge_clip, read_clips
 
     rows = list(csv.DictReader((real_faces / "manifest.csv").open()))
     people = {}

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from common.config import PreprocessConfig
-from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer
-from preprocessing.preprocess import preprocess_video
-from preprocessing.regions import PART_NAMES
-from training.masking import STRATEGIES, TokenMasker
+from delocate.common.config import PreprocessConfig
+from delocate.preprocessing.datasets import VideoEntry
+from delocate.preprocessing.faces import FaceAnalyzer
+from delocate.preprocessing.preprocess import preprocess_video
+from delocate.preprocessing.regions import PART_NAMES
+from delocate.training.masking import STRATEGIES, TokenMasker
 
 GRID, PATCH, TUBELET, SIZE = (4, 7, 7), 16, 2, 112
 

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve as sk_roc_curve
 
-from common.metrics import (accuracy, average_precision, balanced_accuracy, best_threshold,
-                                bootstrap_auc, eer, iinc, iou, localization_metrics, pbca, roc_auc)
-from evaluation.aggregate import aggregate
-from evaluation.fusion import Fusion
+from delocate.common.metrics import (accuracy, average_precision, balanced_accuracy, best_threshold,
+                                     bootstrap_auc, eer, iinc, iou, localization_metrics, pbca,
+                                     roc_auc)
+from delocate.evaluation.aggregate import aggregate
+from delocate.evaluation.fusion import Fusion
 
 
 def test_hand_computed_detection_case():

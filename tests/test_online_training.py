@@ -4,15 +4,15 @@ import json
 import pytest
 import torch
 
-from common.io import load_checkpoint, save_checkpoint
-from evaluation.detector import Detector
-from evaluation.fusion import Fusion
-from workflows.export import export_run
+from delocate.common.io import load_checkpoint, save_checkpoint
+from delocate.evaluation.detector import Detector
+from delocate.evaluation.fusion import Fusion
+from delocate.workflows.export import export_run
 
-from common.config import load_config
-from stage1_recover.finetune import run_finetune
-from stage2_localize.dadf_train import run_dadf
-from stage2_localize.localize import run_localize
+from delocate.common.config import load_config
+from delocate.stage1_recover.finetune import run_finetune
+from delocate.stage2_localize.dadf_train import run_dadf
+from delocate.stage2_localize.localize import run_localize
 
 TINY_LOCALIZER = [
     "localize.encoder=tu-tf_efficientnet_lite0", "localize.encoder_weights=imagenet",

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from common.config import OnlineConfig
-from preprocessing.face_pool import FacePool
-from preprocessing.synthesis import METHODS
-from training.online_data import OnlineClips, OnlineFrames, fixed_set, online_index_fn
-from training.pairs import PairMaker
+from delocate.common.config import OnlineConfig
+from delocate.preprocessing.face_pool import FacePool
+from delocate.preprocessing.synthesis import METHODS
+from delocate.training.online_data import OnlineClips, OnlineFrames, fixed_set, online_index_fn
+from delocate.training.pairs import PairMaker
 
 
 @pytest.fixture(scope="module")

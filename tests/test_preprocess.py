@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from conftest import ROOT, make_video
-from preprocessing.sample_cache import FaceClip, read_index
-from run_pipeline import main
+from delocate.preprocessing.sample_cache import FaceClip, read_index
+from delocate.run_pipeline import main
 
 
 def _write_manifest(path: Path, rows: list[tuple[str, str]]) -> Path:

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from models.pretrained import input_norm, load_imagenet_encoder, weights_file
-from models.stage2_net import Stage2Net
+from delocate.models.pretrained import input_norm, load_imagenet_encoder, weights_file
+from delocate.models.stage2_net import Stage2Net
 
 
 def test_timm_lite0_with_the_wheel_weights_is_the_wheel_network():

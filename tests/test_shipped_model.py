@@ -6,13 +6,13 @@ import json
 import numpy as np
 from safetensors import safe_open
 
-from common.config import PreprocessConfig
-from evaluation.detector import Detector
-from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer
-from preprocessing.preprocess import preprocess_video
-from run_pipeline import main
-from workflows.export import MAX_BYTES, shipped_run
+from delocate.common.config import PreprocessConfig
+from delocate.evaluation.detector import Detector
+from delocate.preprocessing.datasets import VideoEntry
+from delocate.preprocessing.faces import FaceAnalyzer
+from delocate.preprocessing.preprocess import preprocess_video
+from delocate.run_pipeline import main
+from delocate.workflows.export import MAX_BYTES, shipped_run
 
 
 def test_the_shipped_model_is_in_the_package_as_fp16_with_its_card():

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from models.classifier import ClipClassifier
-from models.registry import build_clip_classifier
-from models.st_mae import build_st_mae, sincos_3d
+from delocate.models.classifier import ClipClassifier
+from delocate.models.registry import build_clip_classifier
+from delocate.models.st_mae import build_st_mae, sincos_3d
 
 
 @pytest.mark.parametrize("size", ["tiny", "small"])
@@ -52,8 +52,8 @@ def test_classifier_loads_the_mae_with_only_the_head_missing():
 
 
 def test_finetune_asserts_that_only_the_head_is_missing(tmp_path):
-    from common.io import save_checkpoint
-    from stage1_recover.finetune import PretrainedKeysError, load_pretrained_encoder
+    from delocate.common.io import save_checkpoint
+    from delocate.stage1_recover.finetune import PretrainedKeysError, load_pretrained_encoder
 
     mae = build_st_mae("tiny", num_frames=4, img_size=32)
     save_checkpoint(tmp_path / "mae.safetensors", mae.state_dict(), {"builder": "st_mae"})

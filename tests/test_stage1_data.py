@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.st_mae import build_st_mae
-from preprocessing.demo_data import assign_splits
-from stage1_recover.recover import recovery_errors
-from training.inputs import augment_clip
-from training.masking import TokenMasker
+from delocate.models.st_mae import build_st_mae
+from delocate.preprocessing.demo_data import assign_splits
+from delocate.stage1_recover.recover import recovery_errors
+from delocate.training.inputs import augment_clip
+from delocate.training.masking import TokenMasker
 
 
 def _frames_with_bright_boxes(size=224, frames=4):

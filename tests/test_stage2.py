@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from meta.splits import split_by_method
-from meta.step import meta_step_loss
-from models.stage2_net import Stage2Net
-from stage2_localize.losses import loc_loss, stage2_loss
-from stage2_localize.validation import validation_metrics
-from training.inputs import ClipRow
+from delocate.meta.splits import split_by_method
+from delocate.meta.step import meta_step_loss
+from delocate.models.stage2_net import Stage2Net
+from delocate.stage2_localize.losses import loc_loss, stage2_loss
+from delocate.stage2_localize.validation import validation_metrics
+from delocate.training.inputs import ClipRow
 
 ABLATIONS = [dict(), dict(use_mapping=False), dict(use_localizer=False)]
 

@@ -3,14 +3,15 @@ import cv2
 import numpy as np
 import pytest
 
-from common.config import PreprocessConfig
-from preprocessing.datasets import VideoEntry
-from preprocessing.faces import FaceAnalyzer
-from preprocessing.preprocess import preprocess_video
-from preprocessing.regions import PART_NAMES
-from preprocessing.sample_cache import FaceClip, read_index, write_index
-from preprocessing.synthesis import METHODS, PARAM_RANGES, run_synthesis, smooth_params, synthesize
-from run_pipeline import main
+from delocate.common.config import PreprocessConfig
+from delocate.preprocessing.datasets import VideoEntry
+from delocate.preprocessing.faces import FaceAnalyzer
+from delocate.preprocessing.preprocess import preprocess_video
+from delocate.preprocessing.regions import PART_NAMES
+from delocate.preprocessing.sample_cache import FaceClip, read_index, write_index
+from delocate.preprocessing.synthesis import (METHODS, PARAM_RANGES, run_synthesis, smooth_params,
+                                              synthesize)
+from delocate.run_pipeline import main
 
 MAX_FEATHER = int(PARAM_RANGES["feather"][1]) + 1
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import make_video
-from preprocessing.video_io import VideoError, evenly_spaced_indices, sample_frames
+from delocate.preprocessing.video_io import VideoError, evenly_spaced_indices, sample_frames
 
 
 def test_evenly_spaced_indices_cover_the_video():
@@ -64,7 +64,7 @@ def test_missing_file(tmp_path):
 
 
 def test_keyframe_near_indices():
-    from preprocessing.video_io import evenly_spaced_indices, keyframe_near_indices
+    from delocate.preprocessing.video_io import evenly_spaced_indices, keyframe_near_indices
 
     # keyframes every 30 frames, 60 of them: each sample is the keyframe nearest its even position
     picks = keyframe_near_indices(1800, 30, np.arange(0, 1800, 30))

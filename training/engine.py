@@ -25,10 +25,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from common.config import Config, TrainConfig, save_config
-from common.io import atomic_write_bytes, load_checkpoint, save_checkpoint
-from common.log import JsonLineLog, info, progress
-from models.registry import ModelSpec
+from delocate.common.config import Config, TrainConfig, save_config
+from delocate.common.io import atomic_write_bytes, load_checkpoint, save_checkpoint
+from delocate.common.log import JsonLineLog, info, progress
+from delocate.models.registry import ModelSpec
 
 
 def open_run(cache: str | Path, run_dir: str | Path, config: Config) -> tuple[Path, Path]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from preprocessing.regions import PART_NAMES
+from delocate.preprocessing.regions import PART_NAMES
 
 STRATEGIES = ["roi", "random", "tube"] + [f"roi:{p}" for p in PART_NAMES]
 

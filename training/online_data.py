@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from common.config import Config
-from meta.splits import split_by_method
-from preprocessing.face_pool import FacePool
-from training.inputs import frame_tensors, normalize, resize_frames
-from training.pairs import PairMaker
+from delocate.common.config import Config
+from delocate.meta.splits import split_by_method
+from delocate.preprocessing.face_pool import FacePool
+from delocate.training.inputs import frame_tensors, normalize, resize_frames
+from delocate.training.pairs import PairMaker
 
 ENDLESS = 1 << 40
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from common.config import OnlineConfig
-from preprocessing.codecs import roundtrip
-from preprocessing.face_pool import FacePool
-from preprocessing.faces import crop_square, to_crop_coords, warp_crop
-from preprocessing.forgery import draw_recipe, forge
-from preprocessing.synthesis import METHODS, PART_OF_METHOD
+from delocate.common.config import OnlineConfig
+from delocate.preprocessing.codecs import roundtrip
+from delocate.preprocessing.face_pool import FacePool
+from delocate.preprocessing.faces import crop_square, to_crop_coords, warp_crop
+from delocate.preprocessing.forgery import draw_recipe, forge
+from delocate.preprocessing.synthesis import METHODS, PART_OF_METHOD
 
 MIN_FACE_PX = 64  # the smallest face crop side a source resolution may go down to
 MIN_MASK_SHARE = 0.004  # a fake's mask covers at least this share of the crop (else redrawn)

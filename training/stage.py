@@ -14,11 +14,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from common.config import TrainConfig
-from common.io import atomic_write_json
-from common.log import info
-from models.registry import ModelSpec
-from training.engine import Engine, EngineResult
+from delocate.common.config import TrainConfig
+from delocate.common.io import atomic_write_json
+from delocate.common.log import info
+from delocate.models.registry import ModelSpec
+from delocate.training.engine import Engine, EngineResult
 
 
 @dataclass

@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common.config import Config
-from common.log import Steps
-from evaluation.evaluate import format_tables, run_evaluate
-from evaluation.score import run_score
-from preprocessing.demo_data import build_demo_dataset, export_split_videos
-from preprocessing.sample_cache import read_index
-from stage1_recover.finetune import run_finetune
-from stage1_recover.recover import gap_lines, run_recover
-from stage2_localize.localize import run_localize
-from workflows.export import shipped_run
+from delocate.common.config import Config
+from delocate.common.log import Steps
+from delocate.evaluation.evaluate import format_tables, run_evaluate
+from delocate.evaluation.score import run_score
+from delocate.preprocessing.demo_data import build_demo_dataset, export_split_videos
+from delocate.preprocessing.sample_cache import read_index
+from delocate.stage1_recover.finetune import run_finetune
+from delocate.stage1_recover.recover import gap_lines, run_recover
+from delocate.stage2_localize.localize import run_localize
+from delocate.workflows.export import shipped_run
 
 
 def side_by_side(results: dict[str, dict]) -> str:

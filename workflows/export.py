@@ -12,9 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-from common.io import atomic_write_json, load_checkpoint, save_checkpoint
-from common.log import info
-from evaluation.fusion import Fusion
+from delocate.common.io import atomic_write_json, load_checkpoint, save_checkpoint
+from delocate.common.log import info
+from delocate.evaluation.fusion import Fusion
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "release"
 BRANCH_FILES = {"s1": "finetune_best", "s2": "localize_best", "dadf": "dadf_best"}

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.config import Config
-from common.log import Steps, info
-from evaluation.evaluate import format_tables, run_evaluate
-from preprocessing.datasets import discover
-from preprocessing.face_pool import assign_people, build_pool, find_sources
-from preprocessing.forge_videos import forge_videos
-from preprocessing.preprocess import run_preprocess
-from stage1_recover.finetune import run_finetune
-from stage2_localize.localize import run_localize
+from delocate.common.config import Config
+from delocate.common.log import Steps, info
+from delocate.evaluation.evaluate import format_tables, run_evaluate
+from delocate.preprocessing.datasets import discover
+from delocate.preprocessing.face_pool import assign_people, build_pool, find_sources
+from delocate.preprocessing.forge_videos import forge_videos
+from delocate.preprocessing.preprocess import run_preprocess
+from delocate.stage1_recover.finetune import run_finetune
+from delocate.stage2_localize.localize import run_localize
 
 SHARED_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the checkout (and shared/)
 
