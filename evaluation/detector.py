@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from delocate.common.config import Config, load_config
-from delocate.common.io import load_checkpoint
 from delocate.common.log import info
 from delocate.evaluation.aggregate import aggregate
 from delocate.evaluation.fusion import Fusion
-from delocate.models.registry import build_model
 from delocate.preprocessing.sample_cache import FaceClip
+from delocate.training.checkpoints import load_model
 from delocate.training.engine import default_device
 from delocate.training.inputs import frame_positions, normalize, resize_frames
 
@@ -79,10 +78,7 @@ class Detector:
         path = self.run_dir / name
         if not path.is_file():
             return None
-        tensors, sidecar = load_checkpoint(path)
-        model = build_model(sidecar)
-        model.load_state_dict(tensors)
-        return model.to(self.device).eval()
+        return load_model(path, self.device)[0]
 
     def _run_id(self) -> str:
         digest = hashlib.sha1()

@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 
 from delocate.preprocessing.entries import (SPLITS, VIDEO_EXTENSIONS, LayoutError, VideoEntry,
-                                            hash_split, media_under, relative_name, require_layout,
-                                            videos_under)
+                                            fill_splits, hash_split, media_under, relative_name,
+                                            require_layout, videos_under)
 from delocate.preprocessing.video_io import IMAGE_EXTENSIONS
 
 FFPP_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter"]
@@ -97,7 +97,7 @@ def discover_celebdf(root: Path) -> list[VideoEntry]:
             if fake and match:
                 candidate = root / "Celeb-real" / f"{match.group(1)}_{match.group(2)}{path.suffix}"
                 source_video = candidate if candidate.is_file() else None
-            split = "test" if rel in test_videos else hash_split(identity)
+            split = "test" if rel in test_videos else hash_split(identity, 0.1, test_share=0)
             entries.append(VideoEntry(path, rel, int(fake), "celebdf" if fake else "real",
                                       identity, split, source_video=source_video, dataset="celebdf"))
     return entries
@@ -125,7 +125,8 @@ def discover_dfdc(root: Path) -> list[VideoEntry]:
             original = info.get("original") or name
             source = Path(original).stem
             split = str(info.get("split", "")).lower()
-            split = {"train": hash_split(source), "validation": "val"}.get(split, split)
+            split = {"train": hash_split(source, 0.1, test_share=0),
+                     "validation": "val"}.get(split, split)
             source_video = folder / original if fake and (folder / original).is_file() else None
             entries.append(VideoEntry(path, relative_name(path, root), int(fake),
                                       "dfdc" if fake else "real", source, split,
@@ -247,7 +248,13 @@ def detect_dataset(root: Path) -> str:
 
 def discover(input_spec: str | Path, dataset: str = "auto", compression: str = "c23"
              ) -> tuple[Path, list[VideoEntry]]:
-    """Resolve --input (folder, glob, single video, or manifest .csv) into (root, entries)."""
+    """Resolve --input (folder, glob, single video, or manifest .csv) into (root, entries), each
+    with its split: the dataset's own, else the one hash rule (entries.hash_split)."""
+    root, entries = _locate(input_spec, dataset, compression)
+    return root, fill_splits(entries)
+
+
+def _locate(input_spec: str | Path, dataset: str, compression: str) -> tuple[Path, list[VideoEntry]]:
     spec = str(input_spec)
     path = Path(spec)
     if dataset == "manifest" or (path.suffix.lower() == ".csv" and path.is_file()):
@@ -255,7 +262,8 @@ def discover(input_spec: str | Path, dataset: str = "auto", compression: str = "
             raise LayoutError(f"manifest not found: {path}")
         return path.parent, discover_manifest(path)
     if any(ch in spec for ch in "*?["):
-        matches = sorted(Path(p).resolve() for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+        matches = sorted(Path(p).resolve() for p in glob.glob(spec, recursive=True)
+                         if Path(p).is_file())
         if not matches:
             raise LayoutError(f"no file matches {spec}")
         root = Path(os.path.commonpath([str(p.parent) for p in matches]))

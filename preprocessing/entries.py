@@ -52,6 +52,21 @@ def require_layout(problems: list[str], dataset: str, root: Path) -> None:
         raise LayoutError(f"{dataset} layout not found under {root}:\n  - " + "\n  - ".join(problems))
 
 
-def hash_split(key: str, val_share: float = 0.1) -> str:
-    """Deterministic train/val assignment of a source id when a dataset ships no validation list."""
-    return "val" if random.Random(key).random() < val_share else "train"
+def hash_split(source: str, val_share: float = 0.15, test_share: float = 0.15) -> str:
+    """The one split rule for a source that its dataset leaves unassigned: a deterministic draw per
+    source id (identity / original video), so a fake and its real source, which share the id,
+    always land on the same side. 70/15/15 by default; a dataset that fixes its own test list
+    draws train/val only (test_share 0)."""
+    draw = random.Random(f"split:{source}").random()
+    return ("train" if draw < 1 - val_share - test_share
+            else "val" if draw < 1 - test_share else "test")
+
+
+def fill_splits(entries: list[VideoEntry]) -> list[VideoEntry]:
+    """Every entry with a source gets a split (`hash_split`) where its dataset gave none, at
+    discovery: the split is then written into the cache's index, and everything downstream
+    (training, swap donors, evaluation) reads the same one."""
+    for entry in entries:
+        if not entry.split and entry.source:
+            entry.split = hash_split(entry.source)
+    return entries

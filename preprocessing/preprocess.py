@@ -24,8 +24,8 @@ from delocate.preprocessing.faces import (FaceAnalyzer, FaceTrack, crop_square, 
 from delocate.preprocessing.masks import (masks_from_difference, masks_from_mask_file,
                                           masks_from_mask_video)
 from delocate.preprocessing.regions import clip_rois
-from delocate.preprocessing.sample_cache import (FORMAT_VERSION, FaceClip, clip_id_for, face_path,
-                                                 params_digest, write_index)
+from delocate.preprocessing.sample_cache import (FORMAT_VERSION, ClipCache, FaceClip, clip_id_for,
+                                                 face_path, params_digest, write_index)
 from delocate.preprocessing.video_io import SampledFrames, VideoError, sample_frames
 
 # parameters that change what a FaceClip contains (workers does not)
@@ -173,7 +173,7 @@ def _run_job(job: Job) -> dict:
         row = _error_row(job, f"internal error {type(exc).__name__}: {exc}")
         row["traceback"] = traceback.format_exc(limit=5)
     else:
-        for stale in job.out_dir.glob(f"{job.clip}.face*.npz"):  # from a run with more faces
+        for stale in ClipCache(job.out_dir).other_faces(job.clip):  # from a run with more faces
             stale.unlink()
         for face in range(len(clips) - 1, -1, -1):  # the main face last: it marks the video done
             clips[face].save(face_path(job.out_dir, job.clip, face))

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -130,6 +130,10 @@ class ClipCache:
         """A clip; frames=False reads its meta and geometry only (fast)."""
         return FaceClip.load(self.path(clip_id, face), frames=frames)
 
+    def other_faces(self, clip_id: str) -> list[Path]:
+        """The files of a video's faces other than the main one (`<clip>.face<k>.npz`)."""
+        return sorted(self.folder.glob(f"{clip_id}.face*.npz"))
+
     def rows(self, ok_only: bool = True) -> list[dict[str, str]]:
         """index.csv's rows (only the videos that preprocessed, unless ok_only is False)."""
         return [r for r in read_index(self.folder) if not ok_only or r["status"] == "ok"]
@@ -169,15 +173,3 @@ def write_index(cache_dir: str | Path, rows: list[dict[str, Any]]) -> Path:
     for row in sorted(rows, key=lambda r: str(r["clip"])):
         writer.writerow({k: row.get(k, "") for k in INDEX_COLUMNS})
     return atomic_write_text(Path(cache_dir) / "index.csv", buffer.getvalue())
-
-
-def iter_clips(cache_dir: str | Path, split: str | None = None, label: int | None = None,
-               frames: bool = True) -> Iterator[FaceClip]:
-    """FaceClips of a cache with status ok, optionally one split / label only."""
-    cache = ClipCache(cache_dir)
-    for row in cache.rows():
-        if split is not None and row["split"] != split:
-            continue
-        if label is not None and int(row["label"]) != label:
-            continue
-        yield cache.load(row["clip"], frames=frames)

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from delocate.common.config import Config, RecoverConfig
-from delocate.common.io import atomic_write_bytes, load_checkpoint
+from delocate.common.io import atomic_write_bytes
 from delocate.common.log import info
 from delocate.models.registry import ModelSpec, build_model
 from delocate.models.st_mae import SpaceTimeMAE
 from delocate.preprocessing.regions import PART_NAMES
 from delocate.preprocessing.sample_cache import ClipCache
+from delocate.training.checkpoints import load_model
 from delocate.training.engine import default_device, open_run
 from delocate.training.inputs import ClipRow, ClipStore, VideoClipDataset, denormalize, select_rows
 from delocate.training.masking import TokenMasker
@@ -184,10 +185,7 @@ def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     def after_fit(engine, result) -> dict:
         engine.module.eval()  # the weights after the configured steps (the last epoch)
         trained_loss = float(per_clip_error(engine.module, probe).mean())
-        tensors, _ = load_checkpoint(result.best_path)
-        best = build_model(spec).to(default_device())
-        best.load_state_dict(tensors)
-        best.eval()
+        best, _ = load_model(result.best_path, default_device())
         grids = []
         for index in range(min(cfg.grid_clips, len(val_set))):
             path = run_dir / f"recover_grid_{val_rows[index].clip}.png"

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from delocate.common.config import Config, LocalizeConfig
-from delocate.common.io import atomic_save_npz, load_checkpoint
+from delocate.common.io import atomic_save_npz
 from delocate.common.log import info, progress
 from delocate.meta.step import meta_step_loss
 from delocate.models.pretrained import load_imagenet_encoder, weights_file
@@ -24,6 +24,7 @@ from delocate.stage2_localize.dadf_train import run_dadf
 from delocate.stage2_localize.frame_sets import frame_sets
 from delocate.stage2_localize.losses import stage2_loss
 from delocate.stage2_localize.validation import validation_metrics
+from delocate.training.checkpoints import load_model
 from delocate.training.engine import default_device, open_run
 from delocate.training.inputs import ClipRow, ClipStore, VideoClipDataset
 from delocate.training.masking import TokenMasker
@@ -57,11 +58,8 @@ def recovered_faces(run_dir: Path, cache: Path, rows: list[ClipRow], config: Con
             if str(saved["digest"]) == f"{digest}:{cfg2.map_size}" and \
                     wanted <= set(saved.files) - {"digest"}:
                 return {k: saved[k] for k in wanted}
-    tensors, sidecar = load_checkpoint(checkpoint)
-    mae = build_model(sidecar)
-    mae.load_state_dict(tensors)
     device = default_device()
-    mae.to(device).eval()
+    mae, _ = load_model(checkpoint, device)
     out = {}
     maskers = [TokenMasker(f"roi:{part}", mae.encoder.grid, cfg1.patch_size, cfg1.tubelet_size,
                            cfg1.mask_ratio, cfg1.roi_budget) for part in PART_NAMES]

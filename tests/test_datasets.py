@@ -2,6 +2,7 @@
 the masks that preprocessing derives from them."""
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,11 @@ import pytest
 
 from delocate.common.config import PreprocessConfig
 from delocate.preprocessing.datasets import LayoutError, detect_dataset, discover
+from delocate.preprocessing.entries import hash_split
 from delocate.preprocessing.faces import FaceAnalyzer
 from delocate.preprocessing.preprocess import preprocess_video
+from delocate.preprocessing.sample_cache import FaceClip, face_path, write_index
+from delocate.training.inputs import select_rows
 
 from conftest import make_video
 
@@ -179,3 +183,37 @@ def test_deeperforensics_and_plain_folder(tmp_path, clips):
     _, entries = discover(plain)
     assert {(e.rel, e.label, e.method) for e in entries} == {
         ("real/a.mp4", 0, "real"), ("fake/FaceSwap/b.mp4", 1, "FaceSwap")}
+
+
+def test_one_split_rule_from_discovery_to_training(tmp_path):
+    """A source its dataset leaves unassigned gets its split once, at discovery (70/15/15 by source
+    id, a fake with its real source); a cache written before that (empty split column) is read with
+    the very same rule by training."""
+    drawn = Counter(hash_split(f"person{i}") for i in range(3000))
+    assert {k: round(v / 3000, 2) for k, v in drawn.items()} == pytest.approx(
+        {"train": 0.7, "val": 0.15, "test": 0.15}, abs=0.03)
+    assert {hash_split(f"person{i}", 0.1, test_share=0) for i in range(300)} == {"train", "val"}
+
+    manifest = tmp_path / "manifest.csv"
+    people = [f"person{i}" for i in range(12)]
+    lines = ["path,label,method,source"]
+    for person in people:
+        lines += [f"{person}.mp4,0,real,{person}", f"{person}_fake.mp4,1,blend,{person}"]
+    manifest.write_text("\n".join(lines) + "\n")
+    _, entries = discover(manifest)
+    split_of = {e.rel: e.split for e in entries}
+    for person in people:
+        assert split_of[f"{person}.mp4"] == split_of[f"{person}_fake.mp4"] == hash_split(person)
+    assert len(set(split_of.values())) > 1
+
+    cache = tmp_path / "old_cache"
+    for person in people[:4]:
+        clip = FaceClip(frames=np.zeros((2, 8, 8, 3), np.uint8),
+                        landmarks=np.zeros((2, 68, 2), np.float32),
+                        rois=np.zeros((2, 3, 4), np.int16),
+                        face_found=np.ones(2, bool), frame_index=np.arange(2, dtype=np.int32),
+                        crop_box=np.zeros((2, 4), np.float32), meta={"source": person})
+        clip.save(face_path(cache, person))
+    write_index(cache, [{"clip": p, "video": f"{p}.mp4", "label": 0, "method": "real", "split": "",
+                         "status": "ok"} for p in people[:4]])
+    assert {r.clip: r.split for r in select_rows(cache)} == {p: hash_split(p) for p in people[:4]}

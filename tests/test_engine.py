@@ -9,9 +9,12 @@ import torch
 from torch.utils.data import Dataset
 
 from delocate.common.config import TrainConfig
-from delocate.common.io import load_checkpoint
-from conftest import ROOT
+from delocate.common.io import load_checkpoint, save_checkpoint
+from delocate.models.registry import register
+from delocate.training.checkpoints import load_model
 from delocate.training.engine import Engine, NonFiniteLossError
+
+from conftest import ROOT
 
 
 class RandomClips(Dataset):
@@ -88,8 +91,14 @@ def test_loss_falls_and_checkpoints_rebuild(tmp_path):
     assert sidecar["epoch"] == result.best_epoch
     best_val = min(r["val"] for r in log)
     assert result.best_metric == pytest.approx(best_val)  # selected on validation, not training
-    model = make_model()
-    model.load_state_dict(tensors)
+    register("toy", make_model)
+    model, sidecar = load_model(result.best_path)
+    assert not model.training and sidecar["epoch"] == result.best_epoch
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, tensors[key]), key
+    save_checkpoint(tmp_path / "bare.safetensors", tensors, {})
+    with pytest.raises(ValueError, match="names no model builder"):
+        load_model(tmp_path / "bare.safetensors")
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path):

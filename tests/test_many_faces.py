@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from delocate.common.config import ForgeConfig, PreprocessConfig
-from conftest import ffmpeg_binary
 from delocate.preprocessing.datasets import VideoEntry
 from delocate.preprocessing.faces import FaceAnalyzer
 from delocate.preprocessing.preprocess import preprocess_faces
@@ -18,6 +17,8 @@ from delocate.preprocessing.sample_cache import FaceClip, face_path, read_index
 from delocate.preprocessing.tracks import link_tracks, track_faces
 from delocate.preprocessing.video_io import sample_frames
 from delocate.run_pipeline import main
+
+from conftest import ffmpeg_binary
 
 
 def box(x, y, side):

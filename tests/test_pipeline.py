@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from delocate.common.config import load_config
-from conftest import ROOT
 from delocate.preprocessing.demo_data import build_demo_dataset, export_split_videos
 from delocate.preprocessing.sample_cache import read_index
 from delocate.run_pipeline import main
+
+from conftest import ROOT
 
 TINY = str(ROOT / "configs" / "cpu-tiny.yaml")
 # the tiny config's model sizes, trimmed in steps so the suite stays fast

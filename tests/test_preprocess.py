@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import ROOT, make_video
 from delocate.preprocessing.sample_cache import FaceClip, read_index
 from delocate.run_pipeline import main
+
+from conftest import ROOT, make_video
 
 
 def _write_manifest(path: Path, rows: list[tuple[str, str]]) -> Path:

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from conftest import make_video
 from delocate.preprocessing.video_io import VideoError, evenly_spaced_indices, sample_frames
+
+from conftest import make_video
 
 
 def test_evenly_spaced_indices_cover_the_video():

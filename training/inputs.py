@@ -5,7 +5,6 @@ an epoch is reproducible exactly, whichever process loads it and whether or not 
 """
 from __future__ import annotations
 
-import random
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from delocate.preprocessing.entries import hash_split
 from delocate.preprocessing.sample_cache import ClipCache, FaceClip
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -34,13 +34,6 @@ class ClipRow:
     source: str
 
 
-def _split_for(source: str) -> str:
-    """Deterministic 70/15/15 split by source id, for caches whose dataset gave no split: a fake and
-    its real source share a source id, so they always land on the same side."""
-    draw = random.Random(f"split:{source}").random()
-    return "train" if draw < 0.7 else "val" if draw < 0.85 else "test"
-
-
 def select_rows(cache: str | Path, split: str | None = None, labels: set[int] | None = None,
                 methods: set[str] | None = None) -> list[ClipRow]:
     """The ok clips of a cache, filtered by split, label and method (real clips always pass the
@@ -58,7 +51,8 @@ def select_rows(cache: str | Path, split: str | None = None, labels: set[int] | 
         if not clip_split or split is None:
             meta = clips.load(row["clip"], frames=False).meta
             source = str(meta.get("source") or meta.get("source_clip") or row["clip"])
-            clip_split = clip_split or _split_for(source)
+            # caches written before discovery assigned every split: the same rule, drawn here
+            clip_split = clip_split or hash_split(source)
         if split is not None and clip_split != split:
             continue
         rows.append(ClipRow(row["clip"], label, row["method"], clip_split, source))

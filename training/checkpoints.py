@@ -1,0 +1,22 @@
+"""A checkpoint back into a model: the sidecar names the builder and its arguments
+(models.registry), the safetensors file holds the weights (fp16 exports load into fp32 models)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from delocate.common.io import load_checkpoint
+from delocate.models.registry import build_model
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu"
+               ) -> tuple[torch.nn.Module, dict]:
+    """(the model in eval mode on `device`, its sidecar) from a checkpoint save_checkpoint wrote."""
+    tensors, sidecar = load_checkpoint(path)
+    if "builder" not in sidecar:
+        raise ValueError(f"{path}: its sidecar ({Path(path).with_suffix('.json').name}) names no "
+                         "model builder; was it written by this project's training?")
+    model = build_model(sidecar)
+    model.load_state_dict(tensors)
+    return model.to(device).eval(), sidecar
