@@ -191,9 +191,9 @@ class FaceAnalyzer:
         `track_faces`), at most `max_faces`; raises ValueError when no frame has a face."""
         detections = self.detect_all(frames)
         min_frames = max(1, math.ceil(self.min_track_fraction * len(frames)))
-        linked = [picks for k, picks in enumerate(
-            link_tracks(detections.boxes, max_faces or self.max_faces, min_frames))
-            if self._credible(picks, detections, min_frames, main=k == 0)]
+        linked = link_tracks(detections.boxes, max_faces or self.max_faces, min_frames,
+                             accept=lambda picks, first: self._credible(picks, detections,
+                                                                        min_frames, main=first))
         if not linked:
             searched = " / ".join(f"{s} px" for s in self.effective_sides(frames[0])) \
                 if len(frames) else "-"

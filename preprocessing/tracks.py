@@ -6,6 +6,8 @@ within half a face width; every other face is linked the same way from the boxes
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 
@@ -56,19 +58,25 @@ def track_faces(detections: list[np.ndarray]) -> list[int | None]:
     return picks
 
 
-def link_tracks(detections: list[np.ndarray], max_tracks: int, min_frames: int
+def link_tracks(detections: list[np.ndarray], max_tracks: int, min_frames: int,
+                accept: Callable[[list[int | None], bool], bool] | None = None
                 ) -> list[list[int | None]]:
     """Every face's track: `track_faces` on the boxes no earlier track took, repeated. The first is
     the main track (exactly what `track_faces` picks); later ones are kept when they span at least
-    `min_frames` frames (a passer-by or a false detection does not become a face)."""
+    `min_frames` frames (a passer-by or a false detection does not become a face). `accept(picks,
+    first)` may reject a track (e.g. too weak a detection); a rejected one takes none of the
+    `max_tracks` places."""
     available = [np.arange(len(boxes)) for boxes in detections]
     tracks: list[list[int | None]] = []
+    first = True
     while len(tracks) < max_tracks and any(len(a) for a in available):
         picks = track_faces([boxes[a] for boxes, a in zip(detections, available)])
         chosen = [None if p is None else int(a[p]) for p, a in zip(picks, available)]
         available = [a if p is None else np.delete(a, p) for p, a in zip(picks, available)]
-        if not tracks or sum(c is not None for c in chosen) >= min_frames:
+        long_enough = first or sum(c is not None for c in chosen) >= min_frames
+        if long_enough and (accept is None or accept(chosen, first)):
             tracks.append(chosen)
+        first = False
     return tracks
 
 

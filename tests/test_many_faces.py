@@ -45,6 +45,22 @@ def test_link_tracks_gives_every_face_its_own_track():
     assert link_tracks(detections, max_tracks=1, min_frames=2) == tracks[:1]
 
 
+def test_a_rejected_track_takes_no_place():
+    """Five faces side by side, the second largest too weak to count: with room for four, the four
+    that count are kept (the rejected one does not use up a place)."""
+    widths = [100, 90, 80, 70, 60]
+    faces = [box(20 + 120 * k, 50, w) for k, w in enumerate(widths)]
+    detections = [np.array(faces, np.float32) for _ in range(4)]
+
+    def accept(picks, first):
+        return picks[0] != 1  # the 90 px one is, say, a badge
+
+    tracks = link_tracks(detections, max_tracks=4, min_frames=2, accept=accept)
+    assert [picks[0] for picks in tracks] == [0, 2, 3, 4]
+    unfiltered = link_tracks(detections, max_tracks=4, min_frames=2)
+    assert [picks[0] for picks in unfiltered] == [0, 1, 2, 3]
+
+
 def _paste(frames: np.ndarray, face_width: float, target: float, at=(400, 150)) -> np.ndarray:
     """Frames shrunk so the face is `target` px wide, pasted on a grey 640x360 canvas."""
     scale = target / face_width
