@@ -11,8 +11,8 @@ from pathlib import Path
 
 STAGES = {
     "preprocess": "videos and images -> cached FaceClips (30 frames, a crop series per face track, "
-                  "landmarks, ROIs, masks). "
-                  "--input DIR|GLOB|VIDEO|manifest.csv --dataset NAME --out CACHE_DIR [--workers N]",
+                  "landmarks, ROIs, masks). --input DIR|GLOB|VIDEO|manifest.csv --dataset NAME "
+                  "--out CACHE_DIR [--workers N]",
     "synth": "real FaceClips -> fake FaceClips with exact masks (self-blended, part, swap). "
              "--data REAL_CACHE --out FAKE_CACHE [--methods blend,part-eyes,...]",
     "pool": "real videos and photos -> a face pool for online training (wide face crops at source "
@@ -66,14 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="preprocess: auto, ffpp, celebdf, dfdc, deeperforensics, folder, "
                              "manifest (default: auto-detect)")
     parser.add_argument("--compression", default="c23", help="FaceForensics++: c0, c23 or c40")
-    parser.add_argument("--data", help="a FaceClip cache folder (input of synth and the stages), or "
-                        "a face pool (--stage pool) for finetune, localize and dadf to train on "
-                        "online pairs")
+    parser.add_argument("--data", help="a FaceClip cache folder (input of synth and the stages), "
+                        "or a face pool (--stage pool) for finetune, localize and dadf to train "
+                        "on online pairs")
     parser.add_argument("--run", help="a run folder (checkpoints, config.yaml, log.jsonl)")
     parser.add_argument("--out", help="output folder (cache, run or report, by stage)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (preprocess)")
     parser.add_argument("--retry-errors", action="store_true",
-                        help="preprocess: retry videos that failed before (default: keep the error)")
+                        help="preprocess: retry videos that failed before "
+                             "(default: keep the error)")
     parser.add_argument("--methods", default=None,
                         help="synth: comma-separated methods (blend, part-eyes, part-mouth, "
                              "part-nose, swap)")
@@ -114,8 +115,8 @@ def stage_preprocess(args, cfg) -> int:
     info(f"{len(entries)} videos found under {root}")
     summary = run_preprocess(entries, args.out, cfg.preprocess, workers=args.workers,
                              retry_errors=args.retry_errors)
-    print(f"preprocessed {summary.total} videos ({summary.done_now} now, {summary.skipped} cached): "
-          f"{summary.total - summary.failed} ok, {summary.failed} failed -> "
+    print(f"preprocessed {summary.total} videos ({summary.done_now} now, {summary.skipped} "
+          f"cached): {summary.total - summary.failed} ok, {summary.failed} failed -> "
           f"{summary.out_dir / 'index.csv'}")
     return summary.exit_code
 
@@ -128,7 +129,8 @@ def stage_synth(args, cfg) -> int:
     counts = run_synthesis(args.data, args.out, [m.strip() for m in methods], cfg.synth.seed,
                            SynthOptions(cfg.synth.smoothness, cfg.synth.per_frame_flicker))
     made = ", ".join(f"{m}: {n}" for m, n in counts.items() if m != "skipped")
-    print(f"synthesized fakes ({made}; {counts['skipped']} skipped) -> {Path(args.out) / 'index.csv'}")
+    print(f"synthesized fakes ({made}; {counts['skipped']} skipped) -> "
+          f"{Path(args.out) / 'index.csv'}")
     return EXIT_OK
 
 
@@ -146,8 +148,8 @@ def stage_pool(args, cfg) -> int:
     splits = {split: sorted({s.person for s in built if s.split == split and (s.frames or
                                                                               split == "test")})
               for split in ("train", "val", "test")}
-    print(f"face pool -> {args.out}: " + ", ".join(f"{len(p)} {k} people" for k, p in
-                                                     splits.items())
+    print(f"face pool -> {args.out}: "
+          + ", ".join(f"{len(p)} {k} people" for k, p in splits.items())
           + (f" (test, held out for --stage forge: {', '.join(splits['test'])})"
              if splits["test"] else ""))
     return EXIT_OK

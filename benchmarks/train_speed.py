@@ -49,7 +49,8 @@ def bundled_pool(scratch: Path) -> Path:
 
 def model_step_rate(model, loss_fn, batch: dict, steps: int, channels_last: bool) -> float:
     """images/s of forward + backward + AdamW on `batch`."""
-    model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     times = []
     for _ in range(steps + 1):  # the first step warms up and is not counted

@@ -1,7 +1,7 @@
 """Configuration: YAML file + `--set key=value` overrides -> plain, typed dataclasses.
 
-Every section is a dataclass with defaults that make the CPU tiny run work; a YAML file only names what
-it changes. Unknown keys are errors (a typo must not silently fall back to a default).
+Every section is a dataclass with defaults that make the CPU tiny run work; a YAML file only names
+what it changes. Unknown keys are errors (a typo must not silently fall back to a default).
 """
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ from tqdm import tqdm
 T = TypeVar("T")
 
 
-def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
+def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it"
+             ) -> Iterable[T]:
     """A tqdm bar on stderr; quiet when stderr is not a terminal unless DELOCATE_PROGRESS=1."""
     disable = not (sys.stderr.isatty() or os.environ.get("DELOCATE_PROGRESS") == "1")
     return tqdm(items, desc=desc, total=total, unit=unit, disable=disable, dynamic_ncols=True)

@@ -21,7 +21,8 @@ def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
 
 
 def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve (Mann-Whitney U with tied scores counted half); nan with one class."""
+    """Area under the ROC curve (Mann-Whitney U with tied scores counted half); nan with one
+    class."""
     labels, scores = _check(labels, scores)
     pos, neg = (labels == 1).sum(), (labels == 0).sum()
     if pos == 0 or neg == 0:
@@ -51,7 +52,8 @@ def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def average_precision(labels, scores) -> float:
-    """AP = sum over thresholds of (R_n - R_{n-1}) P_n (scikit-learn's definition, no interpolation)."""
+    """AP = sum over thresholds of (R_n - R_{n-1}) P_n (scikit-learn's definition, no
+    interpolation)."""
     labels, scores = _check(labels, scores)
     if labels.sum() == 0:
         return float("nan")
@@ -80,7 +82,9 @@ def eer(labels, scores) -> float:
 
 def accuracy(labels, scores, threshold: float = 0.5) -> float:
     labels, scores = _check(labels, scores)
-    return float(((scores >= threshold).astype(int) == labels).mean()) if len(labels) else float("nan")
+    if not len(labels):
+        return float("nan")
+    return float(((scores >= threshold).astype(int) == labels).mean())
 
 
 def balanced_accuracy(labels, scores, threshold: float = 0.5) -> float:
@@ -128,7 +132,7 @@ def bootstrap_auc(labels, scores, rounds: int = 1000, seed: int = 0) -> tuple[fl
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
-# --- localization ----------------------------------------------------------------------------------
+# --- localization ---------------------------------------------------------------------------------
 
 def _binary(mask, threshold: float = 0.5) -> np.ndarray:
     mask = np.asarray(mask)
@@ -152,11 +156,10 @@ def pbca(pred, gt) -> float:
 
 
 def iinc(pred, gt) -> float:
-    """Inverse intersection non-containment (Dang et al., CVPR 2020), 0 best, 1 worst:
-    0 if both masks are empty; 1 if exactly one is; otherwise
-    (2 - |I|/|P| - |I|/|G|) / (3 - |I|/|U|), with P the prediction, G the ground truth, I and U their
-    intersection and union. Unlike 1 - IoU it penalizes a prediction lying inside the true region
-    less than one spilling outside it."""
+    """Inverse intersection non-containment (Dang et al., CVPR 2020), 0 best, 1 worst: 0 if both
+    masks are empty; 1 if exactly one is; otherwise (2 - |I|/|P| - |I|/|G|) / (3 - |I|/|U|), with P
+    the prediction, G the ground truth, I and U their intersection and union. Unlike 1 - IoU it
+    penalizes a prediction lying inside the true region less than one spilling outside it."""
     p, g = _binary(pred), _binary(gt)
     p_area, g_area = p.sum(), g.sum()
     if p_area == 0 and g_area == 0:

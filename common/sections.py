@@ -19,8 +19,10 @@ class PreprocessConfig:
     num_frames: int = 30  # evenly spaced frames sampled per video
     crop_size: int = 224  # side of the square face crop
     margin: float = 1.3  # crop side = margin * larger side of the landmark box
-    detect_max_side: int = 320  # face detection runs on the frame scaled so its long side is at most this
-    detect_upsample: int = 1  # dlib HOG upsampling on that scaled frame (finds faces down to ~40 px)
+    # face detection runs on the frame scaled so its long side is at most this
+    detect_max_side: int = 320
+    # dlib HOG upsampling on that scaled frame (finds faces down to ~40 px)
+    detect_upsample: int = 1
     # frames where that fast pass finds no face are retried at these [max side, upsampling] passes
     # (a 640x360 frame: faces down to ~40 px, then ~20 px); [] turns escalation off
     detect_escalation: list[list[int]] = field(default_factory=lambda: [[640, 1], [640, 2]])
@@ -32,7 +34,8 @@ class PreprocessConfig:
     # exact: the evenly spaced frames | keyframe: the nearest cheaply decodable frames | auto:
     # keyframe when the video has at least num_frames / 2 keyframes (preprocessing/video_io.py)
     frame_sampling: str = "auto"
-    max_decode_side: int = 1920  # larger videos are scaled while decoding (memory; crop_box stays in source px)
+    # larger videos are scaled while decoding (memory; crop_box stays in source px)
+    max_decode_side: int = 1920
     mask_threshold: int = 20  # |fake - source| grey level above which a pixel counts as manipulated
     workers: int = 1
 
@@ -50,7 +53,8 @@ class SynthConfig:
     methods: list[str] = field(
         default_factory=lambda: ["blend", "part-eyes", "part-mouth", "part-nose", "swap"])
     per_frame_flicker: bool = False  # ablation: independent transform parameters per frame
-    smoothness: float = 0.15  # how far (0..1) a parameter may drift per frame, relative to its range
+    # how far (0..1) a parameter may drift per frame, relative to its range
+    smoothness: float = 0.15
     seed: int = 0
 
 
@@ -76,11 +80,13 @@ class OnlineConfig:
     a fake made from the same frames, then both take the same path a test video takes."""
     methods: list[str] = field(
         default_factory=lambda: ["blend", "part-eyes", "part-mouth", "part-nose", "swap"])
-    blend_at: str = "source"  # source: forge at a random source resolution | crop: on the final crop
+    # source: forge at a random source resolution | crop: on the final crop
+    blend_at: str = "source"
     source_scale: list[float] = field(default_factory=lambda: [0.55, 1.5])  # face crop side at the
     # source, relative to crop_size (log-uniform; never above the footage's own resolution)
     codec: str = "jpeg"  # jpeg | h264 | none: the round trip both classes take after forging
-    quality: list[int] = field(default_factory=lambda: [50, 98])  # JPEG quality (h264: mapped to crf)
+    # JPEG quality (h264: mapped to crf)
+    quality: list[int] = field(default_factory=lambda: [50, 98])
     crop_size: int = 224  # preprocessing's face crop, from which models resize (as at test time)
     margin: float = 1.3  # preprocessing's crop margin ...
     margin_jitter: float = 0.08  # ... jittered by this much, and shifted by up to
@@ -234,7 +240,8 @@ class DadfConfig(TrainConfig):
 @dataclass
 class EvalConfig:
     aggregator: str = "mean"  # how frame / clip scores become a video score: mean | max | confident
-    # fitted: s1 / s2 / DADF weights fitted on validation videos (evaluation/fusion.py) | mean (paper)
+    # fitted: s1 / s2 / DADF weights fitted on validation videos (evaluation/fusion.py) | mean
+    # (paper)
     fusion: str = "fitted"
     bootstrap: int = 1000  # bootstrap rounds for AUC confidence intervals
     batch_size: int = 8

@@ -1,10 +1,10 @@
 """The trained detector of a run dir: FaceClip in, scores and masks out.
 
 s1: the stage-1 classifier over disjoint windows of the clip's frames; s2 and the forgery mask: the
-stage-2 network on every frame; video scores aggregate windows / frames (evaluation/aggregate.py) and
-the fused score is the run's fusion of them (evaluation/fusion.py: fitted on validation videos, or the
-paper's mean). Inference is per clip and deterministic, so a video gets the same score alone or in a
-batch.
+stage-2 network on every frame; video scores aggregate windows / frames (evaluation/aggregate.py)
+and the fused score is the run's fusion of them (evaluation/fusion.py: fitted on validation videos,
+or the paper's mean). Inference is per clip and deterministic, so a video gets the same score alone
+or in a batch.
 """
 from __future__ import annotations
 
@@ -119,7 +119,8 @@ class Detector:
 
     @torch.no_grad()
     def _frames(self, model, clip: FaceClip, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-        """A per-frame model (stage 2 or DADF): frame scores [T] and masks [T, S, S] at crop size."""
+        """A per-frame model (stage 2 or DADF): frame scores [T] and masks [T, S, S] at crop
+        size."""
         size = self.config.localize.img_size
         norm = getattr(model, "input_norm", "imagenet")
         scores, masks = [], []

@@ -79,7 +79,8 @@ def _localization_table(records: list[dict]) -> dict:
     for subset in ["all", *sorted({r["method"] for r in fakes})]:
         chosen = [r["localization"] for r in fakes if subset == "all" or r["method"] == subset]
         if chosen:
-            out[subset] = {k: float(np.mean([c[k] for c in chosen])) for k in ("iou", "pbca", "iinc")}
+            out[subset] = {k: float(np.mean([c[k] for c in chosen]))
+                           for k in ("iou", "pbca", "iinc")}
             out[subset]["clips"] = len(chosen)
     return out
 

@@ -1,10 +1,11 @@
 """How the branch scores (s1 of stage 1, s2 of stage 2, the DADF head's) become one fake score.
 
 - `mean`: the paper's rule, the mean of the branches present;
-- `fitted` (default): a logistic regression on the branches' logits, fitted on VALIDATION videos only
-  (evaluate picks the records; `fit_fusion` refuses anything else), with weights kept non-negative:
-  a branch that learned nothing gets a weight near 0 instead of dragging the fused score to chance.
-  It is saved as RUN_DIR/fusion.json, printed, and used by every later evaluate and score.
+- `fitted` (default): a logistic regression on the branches' logits, fitted on VALIDATION videos
+  only (evaluate picks the records; `fit_fusion` refuses anything else), with weights kept
+  non-negative: a branch that learned nothing gets a weight near 0 instead of dragging the fused
+  score to chance. It is saved as RUN_DIR/fusion.json, printed, and used by every later evaluate and
+  score.
 """
 from __future__ import annotations
 

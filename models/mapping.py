@@ -1,9 +1,9 @@
 """The ResNet-18 mapping module of Delocate's stage 2.
 
-ResNet-18's stem and its first three residual stages (torchvision; random init unless a checkpoint is
-loaded), their outputs resized to one grid and concatenated, then three convolutions to a 3-channel
-mapped face (56x56 for a 224 input), regressed onto stage 1's recovered face. A pooled vector of the
-concatenated features feeds the real/fake classifier.
+ResNet-18's stem and its first three residual stages (torchvision; random init unless a checkpoint
+is loaded), their outputs resized to one grid and concatenated, then three convolutions to a
+3-channel mapped face (56x56 for a 224 input), regressed onto stage 1's recovered face. A pooled
+vector of the concatenated features feeds the real/fake classifier.
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ class MappingModule(nn.Module):
                                      nn.Conv2d(64, 3, kernel_size=3, padding=1))
 
     def forward(self, face: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """face [B, 3, S, S] -> (mapped face [B, 3, map_size, map_size], pooled features [B, 512])"""
+        """face [B, 3, S, S] -> (mapped face [B, 3, map_size, map_size],
+        pooled features [B, 512])"""
         stem = self.stem(face)
         f1 = self.layer1(stem)
         f2 = self.layer2(f1)

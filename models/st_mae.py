@@ -17,7 +17,7 @@ from einops import rearrange
 from timm.models.vision_transformer import Block
 
 
-# --- position embedding ----------------------------------------------------------------------------
+# --- position embedding ---------------------------------------------------------------------------
 
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
     """[len(positions), dim] sin-cos embedding of 1-D positions (dim even)."""
@@ -39,7 +39,7 @@ def sincos_3d(dim: int, grid_t: int, grid_h: int, grid_w: int) -> torch.Tensor:
     return torch.from_numpy(embed).float()
 
 
-# --- encoder ---------------------------------------------------------------------------------------
+# --- encoder --------------------------------------------------------------------------------------
 
 class TubeletEmbed(nn.Module):
     """Video [B, C, T, H, W] -> tokens [B, N, D], one per tubelet x patch x patch cube."""
@@ -48,8 +48,8 @@ class TubeletEmbed(nn.Module):
                  tubelet_size: int = 2):
         super().__init__()
         self.patch_size, self.tubelet_size = patch_size, tubelet_size
-        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=(tubelet_size, patch_size, patch_size),
-                              stride=(tubelet_size, patch_size, patch_size))
+        tubelet = (tubelet_size, patch_size, patch_size)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=tubelet, stride=tubelet)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return rearrange(self.proj(video), "b d t h w -> b (t h w) d")
@@ -90,7 +90,7 @@ class SpaceTimeEncoder(nn.Module):
         return self.norm(x)
 
 
-# --- the masked autoencoder ------------------------------------------------------------------------
+# --- the masked autoencoder -----------------------------------------------------------------------
 
 class SpaceTimeMAE(nn.Module):
     def __init__(self, encoder: SpaceTimeEncoder, decoder_dim: int = 96, decoder_depth: int = 2,
@@ -183,7 +183,7 @@ class SpaceTimeMAE(nn.Module):
         return self.unpatchify(patches)
 
 
-# --- sizes -----------------------------------------------------------------------------------------
+# --- sizes ----------------------------------------------------------------------------------------
 
 SIZES = {
     # name: encoder (dim, depth, heads), decoder (dim, depth, heads)

@@ -4,8 +4,9 @@ Each `discover_*` checks the layout first and raises LayoutError naming everythi
 instead of failing half-way through a long preprocessing run.
 
 Supported: FaceForensics++ (original + Deepfakes, Face2Face, FaceSwap, NeuralTextures, FaceShifter;
-c0/c23/c40; official splits/{train,val,test}.json), Celeb-DF v2, DFDC (metadata.json), DeeperForensics-1.0,
-a plain folder with real/ and fake/, and a CSV manifest (path, label, method, source, split).
+c0/c23/c40; official splits/{train,val,test}.json), Celeb-DF v2, DFDC (metadata.json),
+DeeperForensics-1.0, a plain folder with real/ and fake/, and a CSV manifest (path, label, method,
+source, split).
 """
 from __future__ import annotations
 
@@ -24,12 +25,13 @@ from delocate.preprocessing.video_io import IMAGE_EXTENSIONS
 FFPP_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter"]
 
 
-# --- FaceForensics++ -------------------------------------------------------------------------------
+# --- FaceForensics++ ------------------------------------------------------------------------------
 
 def discover_ffpp(root: Path, compression: str = "c23") -> list[VideoEntry]:
     """root/original_sequences/youtube/<comp>/videos/XXX.mp4,
-    root/manipulated_sequences/<Method>/<comp>/videos/XXX_YYY.mp4 (+ <Method>/masks/videos/XXX_YYY.mp4),
-    optional root/splits/{train,val,test}.json (official lists of [target, source] id pairs)."""
+    root/manipulated_sequences/<Method>/<comp>/videos/XXX_YYY.mp4 (+
+    <Method>/masks/videos/XXX_YYY.mp4), optional root/splits/{train,val,test}.json (official lists
+    of [target, source] id pairs)."""
     if compression not in {"c0", "c23", "c40", "raw"}:
         raise LayoutError(f"FaceForensics++ compression must be c0, c23 or c40, got {compression}")
     original = root / "original_sequences" / "youtube" / compression / "videos"
@@ -70,19 +72,20 @@ def discover_ffpp(root: Path, compression: str = "c23") -> list[VideoEntry]:
     return entries
 
 
-# --- Celeb-DF v2 -----------------------------------------------------------------------------------
+# --- Celeb-DF v2 ----------------------------------------------------------------------------------
 
 def discover_celebdf(root: Path) -> list[VideoEntry]:
-    """root/{Celeb-real,Celeb-synthesis,YouTube-real}/*.mp4 and List_of_testing_videos.txt
-    (lines "<1 real | 0 fake> <folder>/<name>.mp4"). Fakes are id<target>_id<source>_<n>.mp4 made from
-    the real id<target>_<n>.mp4. Videos not in the test list are train (10% of identities: val)."""
+    """root/{Celeb-real,Celeb-synthesis,YouTube-real}/*.mp4 and List_of_testing_videos.txt (lines
+    "<1 real | 0 fake> <folder>/<name>.mp4"). Fakes are id<target>_id<source>_<n>.mp4 made from the
+    real id<target>_<n>.mp4. Videos not in the test list are train (10% of identities: val)."""
     folders = ["Celeb-real", "Celeb-synthesis", "YouTube-real"]
     problems = [f"{f}/" for f in folders[:2] if not (root / f).is_dir()]
     test_list = root / "List_of_testing_videos.txt"
     if not test_list.is_file():
         problems.append("List_of_testing_videos.txt")
     require_layout(problems, "Celeb-DF v2", root)
-    test_videos = {line.split()[1] for line in test_list.read_text().splitlines() if len(line.split()) == 2}
+    listed = [line.split() for line in test_list.read_text().splitlines()]
+    test_videos = {fields[1] for fields in listed if len(fields) == 2}
 
     entries = []
     for folder in folders:
@@ -99,18 +102,20 @@ def discover_celebdf(root: Path) -> list[VideoEntry]:
                 source_video = candidate if candidate.is_file() else None
             split = "test" if rel in test_videos else hash_split(identity, 0.1, test_share=0)
             entries.append(VideoEntry(path, rel, int(fake), "celebdf" if fake else "real",
-                                      identity, split, source_video=source_video, dataset="celebdf"))
+                                      identity, split, source_video=source_video,
+                                      dataset="celebdf"))
     return entries
 
 
-# --- DFDC ------------------------------------------------------------------------------------------
+# --- DFDC -----------------------------------------------------------------------------------------
 
 def discover_dfdc(root: Path) -> list[VideoEntry]:
     """Folders holding metadata.json ({"x.mp4": {"label": "FAKE"|"REAL", "original": "y.mp4",
     "split": ...}}), e.g. dfdc_train_part_*/; the folder root itself may be one."""
     metadata_files = sorted(root.rglob("metadata.json"))
     if not metadata_files:
-        raise LayoutError(f"DFDC layout not found under {root}:\n  - metadata.json (in each part folder)")
+        raise LayoutError(f"DFDC layout not found under {root}:\n"
+                          "  - metadata.json (in each part folder)")
     entries = []
     missing = []
     for meta_path in metadata_files:
@@ -136,7 +141,7 @@ def discover_dfdc(root: Path) -> list[VideoEntry]:
     return entries
 
 
-# --- DeeperForensics-1.0 ---------------------------------------------------------------------------
+# --- DeeperForensics-1.0 --------------------------------------------------------------------------
 
 def discover_deeperforensics(root: Path) -> list[VideoEntry]:
     """root/manipulated_videos/<variant>/<name>.mp4 (names start with the target's id, e.g.
@@ -162,7 +167,7 @@ def discover_deeperforensics(root: Path) -> list[VideoEntry]:
     return entries
 
 
-# --- plain folder and CSV manifest -----------------------------------------------------------------
+# --- plain folder and CSV manifest ----------------------------------------------------------------
 
 def discover_folder(root: Path) -> list[VideoEntry]:
     """root/real/**/*.mp4 and root/fake/**/*.mp4 (images too: one-frame inputs); a subfolder of
@@ -193,9 +198,9 @@ def _parse_label(value: str, where: str) -> int:
 
 
 def discover_manifest(csv_path: Path) -> list[VideoEntry]:
-    """A CSV with columns path, label[, method, source, split, mask_path]; paths relative to the CSV's
-    folder. mask_path: a fake's full-frame masks, one per video frame (.npz with key `mask`, uint8
-    [T, H, W], > 127 = forged; or a mask video). Listed files that do not exist are kept:
+    """A CSV with columns path, label[, method, source, split, mask_path]; paths relative to the
+    CSV's folder. mask_path: a fake's full-frame masks, one per video frame (.npz with key `mask`,
+    uint8 [T, H, W], > 127 = forged; or a mask video). Listed files that do not exist are kept:
     preprocessing reports each as a failed row."""
     with csv_path.open(newline="") as handle:
         reader = csv.DictReader(handle)
@@ -254,7 +259,8 @@ def discover(input_spec: str | Path, dataset: str = "auto", compression: str = "
     return root, fill_splits(entries)
 
 
-def _locate(input_spec: str | Path, dataset: str, compression: str) -> tuple[Path, list[VideoEntry]]:
+def _locate(input_spec: str | Path, dataset: str, compression: str
+            ) -> tuple[Path, list[VideoEntry]]:
     spec = str(input_spec)
     path = Path(spec)
     if dataset == "manifest" or (path.suffix.lower() == ".csv" and path.is_file()):

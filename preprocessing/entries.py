@@ -8,7 +8,8 @@ from pathlib import Path
 
 from delocate.preprocessing.video_io import IMAGE_EXTENSIONS
 
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
+                    ".flv"}
 SPLITS = ("train", "val", "test")
 
 
@@ -31,7 +32,8 @@ class VideoEntry:
 
 
 def videos_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
 
 
 def media_under(folder: Path) -> list[Path]:
@@ -49,7 +51,8 @@ def relative_name(path: Path, root: Path) -> str:
 
 def require_layout(problems: list[str], dataset: str, root: Path) -> None:
     if problems:
-        raise LayoutError(f"{dataset} layout not found under {root}:\n  - " + "\n  - ".join(problems))
+        listed = "\n  - ".join(problems)
+        raise LayoutError(f"{dataset} layout not found under {root}:\n  - {listed}")
 
 
 def hash_split(source: str, val_share: float = 0.15, test_share: float = 0.15) -> str:

@@ -56,13 +56,15 @@ def source_id(origin: str, person: str) -> str:
 
 def _kind(path: Path) -> str | None:
     suffix = path.suffix.lower()
-    return "video" if suffix in VIDEO_EXTENSIONS else "image" if suffix in IMAGE_EXTENSIONS else None
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    return "image" if suffix in IMAGE_EXTENSIONS else None
 
 
 def find_sources(inputs: list[str | Path]) -> list[PoolSource]:
-    """Real videos and photos under each input folder. A folder's manifest.csv (columns file or path,
-    and person) names who is in each file; without one, or where it says `unknown`, every file is its
-    own person."""
+    """Real videos and photos under each input folder. A folder's manifest.csv (columns file or
+    path, and person) names who is in each file; without one, or where it says `unknown`, every file
+    is its own person."""
     sources: list[PoolSource] = []
     for root in map(Path, inputs):
         manifest = root / "manifest.csv"
@@ -91,7 +93,8 @@ def assign_people(sources: list[PoolSource], cfg: PoolConfig) -> list[PoolSource
     video sets are made from them), and a `image_val_share` of the photo-only people for
     validation; everyone else trains. Deterministic in cfg.seed."""
     video_people = sorted({s.person for s in sources if s.kind == "video"})
-    order = [video_people[i] for i in np.random.default_rng(cfg.seed).permutation(len(video_people))]
+    shuffled = np.random.default_rng(cfg.seed).permutation(len(video_people))
+    order = [video_people[i] for i in shuffled]
     split_of = {p: "test" for p in order[:cfg.test_people]}
     split_of.update({p: "val" for p in order[cfg.test_people:cfg.test_people + cfg.val_people]})
     for source in sources:
@@ -179,7 +182,8 @@ class FacePool:
     def __init__(self, folder: str | Path, splits: tuple[str, ...] = ("train",)):
         self.folder = Path(folder)
         if not is_pool(self.folder):
-            raise FileNotFoundError(f"{self.folder} is not a face pool (make one with --stage pool)")
+            raise FileNotFoundError(f"{self.folder} is not a face pool "
+                                    "(make one with --stage pool)")
         index = json.loads((self.folder / "index.json").read_text())
         self.crop_size = int(index["config"]["crop_size"])
         self.sources = [PoolSource(**s) for s in index["sources"]

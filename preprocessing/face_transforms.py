@@ -1,11 +1,13 @@
 """Image transforms of forgery synthesis: colour, sharpness and geometry of a source face, blend
 masks from landmark hulls (deformed, feathered), landmark-driven warps (similarity, piecewise
-affine) and colour matching. Shared by the clip synthesis (synthesis.py) and the frame recipes (forgery.py).
+affine) and colour matching. Shared by the clip synthesis (synthesis.py) and the frame recipes
+(forgery.py).
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
 
 def colour_transform(image: np.ndarray, p: dict[str, float]) -> np.ndarray:
     gains = np.array([p["gain_r"], p["gain_g"], p["gain_b"]], np.float32)
@@ -40,7 +42,8 @@ def hull_mask(points: np.ndarray, size: int) -> np.ndarray:
 def deformed_mask(groups: list[np.ndarray], size: int, p: dict[str, float],
                   radial_noise: np.ndarray, face_size: float) -> np.ndarray:
     """Union of hulls of landmark `groups`, each grown/shrunk radially (with a fixed per-clip wobble
-    `radial_noise` so the outline is not a clean hull), then feathered. float32 [S, S] in [0, alpha]."""
+    `radial_noise` so the outline is not a clean hull), then feathered.
+    float32 [S, S] in [0, alpha]."""
     mask = np.zeros((size, size), np.float32)
     for group in groups:
         centre = group.mean(axis=0)
@@ -80,7 +83,8 @@ def blend(target: np.ndarray, source: np.ndarray, weight: np.ndarray) -> np.ndar
     return out
 
 
-def similarity_align(src_points: np.ndarray, dst_points: np.ndarray, image: np.ndarray) -> np.ndarray:
+def similarity_align(src_points: np.ndarray, dst_points: np.ndarray, image: np.ndarray
+                     ) -> np.ndarray:
     """Warp `image` so that src_points land on dst_points (least-squares similarity transform)."""
     matrix, _ = cv2.estimateAffinePartial2D(src_points.astype(np.float32),
                                             dst_points.astype(np.float32))
@@ -125,7 +129,8 @@ def _area2(tri: np.ndarray) -> float:
 
 def colour_match(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
     """Reinhard colour transfer in LAB: source's statistics inside `region` -> target's."""
-    src_lab = cv2.cvtColor(np.clip(source, 0, 255).astype(np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
+    src_lab = cv2.cvtColor(np.clip(source, 0, 255).astype(np.uint8), cv2.COLOR_RGB2LAB)
+    src_lab = src_lab.astype(np.float32)
     dst_lab = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
     inside = region > 0.5
     if inside.sum() < 16:

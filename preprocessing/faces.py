@@ -1,14 +1,14 @@
 """Faces: dlib HOG detection that escalates, face tracks over the sampled frames, 68 landmarks,
 square face crops.
 
-Detection runs on a downscaled frame (long side <= detect_max_side) and landmarks on the full-resolution
-frame: measured 25.6 ms instead of 85 ms per 720p frame with the same hit rate (ARCHITECTURE.md).
-dlib's HOG window is 80 px, so that fast pass misses faces under ~80 px in a 640 px frame (a stage,
-a panel, a distant speaker). Frames where it finds nothing are retried at the escalation passes
-(more resolution, dlib upsampling: ~0.1 s and ~0.4 s a frame), unless the faces it found elsewhere
-in the video are well above that size (then a miss is a pose or blur, not a size); a few such frames
-are probed first, and when none of them has a face at any pass the rest are not tried, which bounds
-the cost of a face-less video.
+Detection runs on a downscaled frame (long side <= detect_max_side) and landmarks on the
+full-resolution frame: measured 25.6 ms instead of 85 ms per 720p frame with the same hit rate
+(ARCHITECTURE.md). dlib's HOG window is 80 px, so that fast pass misses faces under ~80 px in a 640
+px frame (a stage, a panel, a distant speaker). Frames where it finds nothing are retried at the
+escalation passes (more resolution, dlib upsampling: ~0.1 s and ~0.4 s a frame), unless the faces it
+found elsewhere in the video are well above that size (then a miss is a pose or blur, not a size); a
+few such frames are probed first, and when none of them has a face at any pass the rest are not
+tried, which bounds the cost of a face-less video.
 """
 from __future__ import annotations
 

@@ -2,11 +2,11 @@
 
 Per real video, `forge.segments` clips of `forge.frames` consecutive frames are decoded at source
 resolution; dlib finds the face and its landmarks in every frame (as preprocessing does); every
-method forges each frame in place with one recipe per clip (preprocessing/forgery.py; swap donors are
-other people of the same split, part methods take the part from another moment of the same clip); the
-real clip and every fake are encoded with H.264 (crf `forge.crf`); masks are saved full-frame. This is
-how ../shared/dev-forgeries was built with other projects' code, so our own held-out fakes and
-third-party ones are scored on equal terms.
+method forges each frame in place with one recipe per clip (preprocessing/forgery.py; swap donors
+are other people of the same split, part methods take the part from another moment of the same
+clip); the real clip and every fake are encoded with H.264 (crf `forge.crf`); masks are saved
+full-frame. This is how ../shared/dev-forgeries was built with other projects' code, so our own
+held-out fakes and third-party ones are scored on equal terms.
 
 Output (resumable: finished files are kept):
   OUT/real/<clip>.mp4, OUT/fake/<method>/<clip>.mp4, OUT/masks/<method>/<clip>.npz (uint8 mask

@@ -1,20 +1,21 @@
 """One forged face from a real one, at any resolution, with its exact mask.
 
-The randomized recipes of the self-blend detectors that generalize (SBI, Face X-ray, LAA-Net, SLADD):
-the mask shape comes from one of several landmark hulls, is grown or shrunk, wobbled, elastically
-deformed, eroded or dilated and feathered; the source is the same face transformed (colour in RGB and
-HSV, brightness / contrast, blur or sharpening, downscale-upscale, a small scale and shift), a part of
-it, or another person's face warped onto this one; it goes in by feathered alpha, after a colour
-transfer, or by Poisson cloning (`cv2.seamlessClone`, as classical face-swap tools do), at a blend
-ratio from {0.25 .. 1}.
+The randomized recipes of the self-blend detectors that generalize (SBI, Face X-ray, LAA-Net,
+SLADD): the mask shape comes from one of several landmark hulls, is grown or shrunk, wobbled,
+elastically deformed, eroded or dilated and feathered; the source is the same face transformed
+(colour in RGB and HSV, brightness / contrast, blur or sharpening, downscale-upscale, a small scale
+and shift), a part of it, or another person's face warped onto this one; it goes in by feathered
+alpha, after a colour transfer, or by Poisson cloning (`cv2.seamlessClone`, as classical face-swap
+tools do), at a blend ratio from {0.25 .. 1}.
 
 Used by the online training pairs (training/pairs.py) on face crops at source resolution and by
---stage forge on whole video frames (preprocessing/forge_videos.py). A recipe is drawn once per fake:
-every frame of a forged clip shares it, as a real tool's settings do, while the landmarks move.
+--stage forge on whole video frames (preprocessing/forge_videos.py). A recipe is drawn once per
+fake: every frame of a forged clip shares it, as a real tool's settings do, while the landmarks
+move.
 
-Exactness: a pixel of the fake differs from the real image only where `weight` > 0; `mask` (the label)
-is where the manipulation's shape weight is >= 0.5, whatever the blend ratio (a faint blend is still a
-forged region).
+Exactness: a pixel of the fake differs from the real image only where `weight` > 0; `mask` (the
+label) is where the manipulation's shape weight is >= 0.5, whatever the blend ratio (a faint blend
+is still a forged region).
 """
 from __future__ import annotations
 
@@ -28,11 +29,13 @@ from delocate.preprocessing.regions import PART_LANDMARKS, PART_NAMES, part_boxe
 from delocate.preprocessing.synthesis import METHODS, PART_HULLS, PART_OF_METHOD
 
 JAW, BROWS = list(range(0, 17)), list(range(17, 27))
-# mask shapes after Face X-ray's hull types (facehull, extended, dfl_full-like inner face, components)
+# mask shapes after Face X-ray's hull types (facehull, extended, dfl_full-like inner face,
+# components)
 HULL_TYPES = ("face", "extended", "inner", "components")
 BLEND_MODES = ("alpha", "colour", "poisson")
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # SBI's dynamic blend: mostly full, sometimes faint
-SWAP_ALIGNS = ("piecewise", "similarity")  # landmark-wise warp (classical swaps) or BI's whole-face fit
+# landmark-wise warp (classical swaps) or BI's whole-face fit
+SWAP_ALIGNS = ("piecewise", "similarity")
 
 
 @dataclass
@@ -71,7 +74,8 @@ def draw_recipe(rng: np.random.Generator, method: str) -> Recipe:
         ratio=float(rng.choice(BLEND_RATIOS)),
         align=str(rng.choice(SWAP_ALIGNS)),
         # parts are small: shrinking them would leave nothing to see
-        grow=float(rng.uniform(0.0, 0.08) if method in PART_OF_METHOD else rng.uniform(-0.06, 0.08)),
+        grow=float(rng.uniform(0.0, 0.08) if method in PART_OF_METHOD
+                   else rng.uniform(-0.06, 0.08)),
         wobble=rng.uniform(-0.03, 0.03, 68),
         elastic=float(rng.uniform(0.0, 0.06)) if coin(0.6) else 0.0,
         elastic_seed=int(rng.integers(1 << 31)),
@@ -93,7 +97,7 @@ def face_size(landmarks: np.ndarray) -> float:
     return float(max(landmarks.max(axis=0) - landmarks.min(axis=0)))
 
 
-# --- the mask --------------------------------------------------------------------------------------
+# --- the mask -------------------------------------------------------------------------------------
 
 def hull_groups(landmarks: np.ndarray, method: str, hull: str) -> list[np.ndarray]:
     """Landmark point sets whose convex hulls (united) are the forged region."""
@@ -152,15 +156,17 @@ def shape_weight(shape: tuple[int, int], landmarks: np.ndarray, recipe: Recipe) 
     return np.clip(mask, 0.0, 1.0)
 
 
-# --- the source ------------------------------------------------------------------------------------
+# --- the source -----------------------------------------------------------------------------------
 
 def _colour(image: np.ndarray, recipe: Recipe) -> np.ndarray:
     out = image.astype(np.float32) + recipe.rgb_shift.astype(np.float32)
     if recipe.hsv[0] or recipe.hsv[1] != 1 or recipe.hsv[2] != 1:
-        hsv = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
+        hsv = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)
+        hsv = hsv.astype(np.float32)
         hsv[..., 0] = (hsv[..., 0] + recipe.hsv[0]) % 180
         hsv[..., 1:] *= recipe.hsv[1:].astype(np.float32)
-        out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+        out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
+        out = out.astype(np.float32)
     mean = out.mean()
     return (out - mean) * recipe.contrast + mean + recipe.brightness
 
@@ -169,7 +175,8 @@ def _texture(image: np.ndarray, recipe: Recipe, size: float) -> np.ndarray:
     height, width = image.shape[:2]
     if recipe.resample < 1:
         small = cv2.resize(image, (max(8, int(width * recipe.resample)),
-                                   max(8, int(height * recipe.resample))), interpolation=cv2.INTER_AREA)
+                                   max(8, int(height * recipe.resample))),
+                           interpolation=cv2.INTER_AREA)
         image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     if abs(recipe.sharpness) >= 0.05:
         blurred = cv2.GaussianBlur(image, (0, 0), max(0.3, abs(recipe.sharpness) * size / 100))
@@ -181,7 +188,8 @@ def _texture(image: np.ndarray, recipe: Recipe, size: float) -> np.ndarray:
 def source_image(target: np.ndarray, landmarks: np.ndarray, recipe: Recipe,
                  donor: np.ndarray | None = None, donor_landmarks: np.ndarray | None = None
                  ) -> np.ndarray:
-    """float32 [H, W, 3]: what gets blended into `target`, before the blend mode's own colour work."""
+    """float32 [H, W, 3]: what gets blended into `target`, before the blend mode's own colour
+    work."""
     size = face_size(landmarks)
     if recipe.method == "swap":
         if donor is None or donor_landmarks is None:
@@ -218,7 +226,7 @@ def _fit_donor(donor: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray
                           borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
 
 
-# --- blending --------------------------------------------------------------------------------------
+# --- blending -------------------------------------------------------------------------------------
 
 @dataclass
 class Forged:
@@ -255,7 +263,8 @@ def forge(target: np.ndarray, landmarks: np.ndarray, recipe: Recipe,
         # every change inside the mask (the label stays exact)
         source = cloned if cloned is not None else colour_match(source, target, shape)
     weight = (shape * recipe.ratio).astype(np.float32)
-    mixed = np.round(source * weight[..., None] + target.astype(np.float32) * (1 - weight[..., None]))
+    alpha = weight[..., None]
+    mixed = np.round(source * alpha + target.astype(np.float32) * (1 - alpha))
     image = np.clip(mixed, 0, 255).astype(np.uint8)
     untouched = weight <= 0
     image[untouched] = target[untouched]

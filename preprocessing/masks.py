@@ -1,8 +1,9 @@
 """Ground-truth forgery masks, cut with the same crop as the face.
 
-Two sources: a dataset's own mask videos (FaceForensics++ `masks/videos`), or, as Kong et al. do when
-none ship, the difference between a fake video and its source: grayscale |fake - source|, a threshold,
-then a morphological opening (drops compression speckle) and closing (fills the blended region).
+Two sources: a dataset's own mask videos (FaceForensics++ `masks/videos`), or, as Kong et al. do
+when none ship, the difference between a fake video and its source: grayscale |fake - source|, a
+threshold, then a morphological opening (drops compression speckle) and closing (fills the blended
+region).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from delocate.preprocessing.faces import warp_crop
 from delocate.preprocessing.video_io import SampledFrames
 
 
-def _crop_masks(full_masks: np.ndarray, crop_box: np.ndarray, scale: float, size: int) -> np.ndarray:
+def _crop_masks(full_masks: np.ndarray, crop_box: np.ndarray, scale: float, size: int
+                ) -> np.ndarray:
     """Full-frame 0/255 masks [T, H, W] (decoded at `scale` x source size) -> crops [T, S, S]."""
     out = np.zeros((len(full_masks), size, size), np.uint8)
     for t, full in enumerate(full_masks):
@@ -36,7 +38,8 @@ def difference_mask(fake: np.ndarray, source: np.ndarray, threshold: int = 20) -
     """One full frame: 0/255 mask of where `fake` [H, W, 3] differs from `source`."""
     if fake.shape != source.shape:
         source = cv2.resize(source, (fake.shape[1], fake.shape[0]), interpolation=cv2.INTER_AREA)
-    diff = cv2.absdiff(cv2.cvtColor(fake, cv2.COLOR_RGB2GRAY), cv2.cvtColor(source, cv2.COLOR_RGB2GRAY))
+    diff = cv2.absdiff(cv2.cvtColor(fake, cv2.COLOR_RGB2GRAY),
+                       cv2.cvtColor(source, cv2.COLOR_RGB2GRAY))
     binary = np.where(diff > threshold, 255, 0).astype(np.uint8)
     side = max(3, (min(fake.shape[:2]) // 100) | 1)  # kernel grows with resolution, always odd
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))

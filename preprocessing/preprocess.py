@@ -1,9 +1,10 @@
 """Videos and images -> cached FaceClips: sampling, face tracks, crops, ROIs, masks; batch runner
 with resume.
 
-Each video's outcome is persisted on its own, atomically: `<clip>.npz` on success, `<clip>.error.json`
-with a one-line reason on failure. index.csv is rebuilt from those outcomes, so a run killed half-way
-loses nothing, and a re-run skips every video already done with the same parameters.
+Each video's outcome is persisted on its own, atomically: `<clip>.npz` on success,
+`<clip>.error.json` with a one-line reason on failure. index.csv is rebuilt from those outcomes, so
+a run killed half-way loses nothing, and a re-run skips every video already done with the same
+parameters.
 """
 from __future__ import annotations
 
@@ -135,7 +136,7 @@ def _pad_frames(mask: np.ndarray, count: int) -> np.ndarray:
     return np.concatenate([mask, pad])
 
 
-# --- batch runner ----------------------------------------------------------------------------------
+# --- batch runner ---------------------------------------------------------------------------------
 
 @dataclass
 class Job:
@@ -231,7 +232,8 @@ class PreprocessSummary:
 def run_preprocess(entries: list[VideoEntry], out_dir: str | Path, cfg: PreprocessConfig,
                    workers: int | None = None, retry_errors: bool = False,
                    desc: str = "preprocess") -> PreprocessSummary:
-    """Preprocess `entries` into `out_dir`, resuming; return counts. Never raises for a bad video."""
+    """Preprocess `entries` into `out_dir`, resuming; return counts. Never raises for a bad
+    video."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = max(1, workers or cfg.workers)
@@ -277,7 +279,7 @@ def run_preprocess(entries: list[VideoEntry], out_dir: str | Path, cfg: Preproce
 
 
 def _interrupted_row(job: Job) -> dict:
-    row = _error_row(job, "not processed yet (run interrupted; run the same command again to resume)")
+    row = _error_row(job, "not processed yet (run interrupted; run the same command again to "
+                          "resume)")
     row["status"] = "pending"
     return row
-

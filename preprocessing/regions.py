@@ -3,13 +3,13 @@
 Delocate masks one facial part at a time, following the FACS action units the paper names. The
 landmark indices (0-based, dlib/iBUG 68 layout) used for each part:
 
-- eyes (AU1/AU2 brow raisers, AU4 brow lowerer, AU7 lower-eyelid tightener): brows 17-26 and
-  eyes 36-47. The box is padded below the eyes by 0.25 x the eye height so the lower eyelid is inside.
+- eyes (AU1/AU2 brow raisers, AU4 brow lowerer, AU7 lower-eyelid tightener): brows 17-26 and eyes
+  36-47. The box is padded below the eyes by 0.25 x the eye height so the lower eyelid is inside.
 - cheek_nose (AU9 nose wrinkler at the nose root, AU6 cheek raiser): the nose 27-35 and the cheeks,
   bounded sideways by jaw points 1 and 15 (the cheek contours at eye level) and vertically from the
   nose root (27) to the nose base (33) plus a small pad.
-- lips (AU12 lip-corner puller, AU15 lip-corner depressor, AU17 chin raiser, chin sides): mouth 48-67
-  and chin 5-11, from just above the upper lip to the chin tip (8).
+- lips (AU12 lip-corner puller, AU15 lip-corner depressor, AU17 chin raiser, chin sides): mouth
+  48-67 and chin 5-11, from just above the upper lip to the chin tip (8).
 
 Boxes are (x0, y0, x1, y1) integer crop pixels, clipped to the crop.
 """

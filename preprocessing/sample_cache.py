@@ -65,12 +65,14 @@ class FaceClip:
              and self.frames.shape[1] == self.frames.shape[2], "frames must be uint8 [T, S, S, 3]"),
             (self.landmarks.shape == (t, 68, 2), "landmarks must be [T, 68, 2]"),
             (self.rois.shape == (t, 3, 4), "rois must be [T, 3, 4]"),
-            (self.face_found.shape == (t,) and self.face_found.dtype == bool, "face_found: bool [T]"),
+            (self.face_found.shape == (t,) and self.face_found.dtype == bool,
+             "face_found: bool [T]"),
             (self.frame_index.shape == (t,), "frame_index must be [T]"),
             (self.crop_box.shape == (t, 4), "crop_box must be [T, 4]"),
             (self.detect_pass.shape == (t,), "detect_pass must be [T]"),
             (self.mask is None or (self.mask.shape == self.frames.shape[:3]
-                                   and self.mask.dtype == np.uint8), "mask must be uint8 [T, S, S]"),
+                                   and self.mask.dtype == np.uint8),
+             "mask must be uint8 [T, S, S]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -92,7 +94,8 @@ class FaceClip:
 
     @classmethod
     def load(cls, path: str | Path, frames: bool = True) -> "FaceClip":
-        """Read a FaceClip. frames=False skips decompressing the pixel arrays (meta/geometry only)."""
+        """Read a FaceClip. frames=False skips decompressing the pixel arrays (meta/geometry
+        only)."""
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             t = int(data["frame_index"].shape[0])

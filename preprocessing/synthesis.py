@@ -1,20 +1,21 @@
 """Forgery synthesis: real FaceClips -> fake FaceClips whose masks are exactly the blend masks.
 
 Methods:
-- `blend`: self-blended forgery after Shiohara & Yamasaki (CVPR 2022, SBI): a source and a target made
-  from the same frame by different colour, sharpness and small geometric transforms, blended inside
-  a mask grown from the landmark hull, randomly deformed and feathered.
+- `blend`: self-blended forgery after Shiohara & Yamasaki (CVPR 2022, SBI): a source and a target
+  made from the same frame by different colour, sharpness and small geometric transforms, blended
+  inside a mask grown from the landmark hull, randomly deformed and feathered.
 - `part-eyes`, `part-mouth`, `part-nose`: the same, confined to one facial part (inside that part's
   ROI), so the traces sit in a random part of the face, as Delocate stresses; the source is the same
-  face `offset` frames away, aligned on the part's landmarks, so the part's content (gaze, mouth shape)
-  really changes, as in reenactment (Face2Face, NeuralTextures).
+  face `offset` frames away, aligned on the part's landmarks, so the part's content (gaze, mouth
+  shape) really changes, as in reenactment (Face2Face, NeuralTextures).
 - `swap`: another identity's face warped onto this one by its 68 landmarks (piecewise affine over a
   Delaunay triangulation), colour-matched, and blended.
 
-The transform parameters of one fake clip drift smoothly from frame to frame (a bounded random walk);
-`per_frame_flicker` draws them independently per frame (ablation). Frames without a detected face stay
-real (mask all zero). Nothing outside the blend mask changes: the fake equals its source there, byte for
-byte, so no cue outside the forged region exists; colour shifts are symmetric so their sign is no cue.
+The transform parameters of one fake clip drift smoothly from frame to frame (a bounded random
+walk); `per_frame_flicker` draws them independently per frame (ablation). Frames without a detected
+face stay real (mask all zero). Nothing outside the blend mask changes: the fake equals its source
+there, byte for byte, so no cue outside the forged region exists; colour shifts are symmetric so
+their sign is no cue.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ FACE_OUTLINE = list(range(0, 27))  # jaw + brows: the hull of the whole face
 
 # landmark sets whose hulls are the forged region of each part method
 PART_HULLS = {
-    "part-eyes": [list(range(17, 22)) + list(range(36, 42)), list(range(22, 27)) + list(range(42, 48))],
+    "part-eyes": [list(range(17, 22)) + list(range(36, 42)),
+                  list(range(22, 27)) + list(range(42, 48))],
     "part-mouth": [list(range(48, 60))],
     "part-nose": [list(range(27, 36)) + [39, 42]],
 }
@@ -47,7 +49,7 @@ class SynthesisSkipped(Exception):
     """A method that cannot apply to this input (e.g. swap with one identity); message says why."""
 
 
-# --- smooth per-frame parameters -------------------------------------------------------------------
+# --- smooth per-frame parameters ------------------------------------------------------------------
 
 @dataclass
 class ParamTrack:
@@ -92,7 +94,7 @@ def smooth_params(rng: np.random.Generator, num_frames: int, smoothness: float,
     return track
 
 
-# --- one fake clip ---------------------------------------------------------------------------------
+# --- one fake clip --------------------------------------------------------------------------------
 
 @dataclass
 class SynthOptions:
@@ -142,7 +144,8 @@ def synthesize(real: FaceClip, method: str, rng: np.random.Generator,
             groups = [points[FACE_OUTLINE]]
         elif method == "swap":
             d = t % donor.num_frames
-            source = piecewise_affine(donor.frames[d], donor.landmarks[d], points, triangles, target)
+            source = piecewise_affine(donor.frames[d], donor.landmarks[d], points, triangles,
+                                      target)
             groups = [points[FACE_OUTLINE]]
         else:
             part_idx = PART_LANDMARKS[PART_OF_METHOD[method]]
@@ -184,7 +187,7 @@ def _nearest_found(found: np.ndarray, t: int) -> int:
     return int(candidates[np.argmin(np.abs(candidates - t))])
 
 
-# --- a whole cache ---------------------------------------------------------------------------------
+# --- a whole cache --------------------------------------------------------------------------------
 
 def _rng_for(*keys: str, seed: int = 0) -> np.random.Generator:
     """A generator seeded by names: the same fake comes out on every run (and on resume)."""
@@ -232,8 +235,8 @@ def run_synthesis(real_cache, out_cache, methods: list[str], seed: int = 0,
         raise ValueError(f"{real_cache} holds no real clip with status ok")
     rows_by_id = {r["clip"]: r for r in rows}
     metas = {cid: reals.load(cid, frames=False).meta for cid in rows_by_id}
-    out_rows = {r["clip"]: dict(r) for r in (read_index(out_cache) if (out_cache / "index.csv")
-                                              .is_file() else [])}
+    earlier = read_index(out_cache) if (out_cache / "index.csv").is_file() else []
+    out_rows = {r["clip"]: dict(r) for r in earlier}
     counts = {m: 0 for m in methods}
     counts["skipped"] = 0
     if "swap" in methods and len({m.get("source") for m in metas.values()}) < 2:

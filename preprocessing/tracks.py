@@ -24,8 +24,9 @@ def _area(box: np.ndarray) -> float:
 
 
 def _same_face(prev: np.ndarray, candidate: np.ndarray) -> float:
-    """How well `candidate` continues the track at `prev`: IoU, or for a fast move between sampled
-    frames, a small score when the centres are within half a face width. 0 means a different face."""
+    """How well `candidate` continues the track at `prev`: IoU, or for a fast move between
+    sampled frames, a small score when the centres are within half a face width. 0 means a
+    different face."""
     iou = box_iou(prev, candidate)
     if iou > 0.05:
         return iou
@@ -42,8 +43,8 @@ def track_faces(detections: list[np.ndarray]) -> list[int | None]:
     person entering the frame never takes over. Frames with no continuing box get None.
     """
     picks: list[int | None] = [None] * len(detections)
-    best = max(((_area(b), t, i) for t, boxes in enumerate(detections) for i, b in enumerate(boxes)),
-               default=None)
+    best = max(((_area(b), t, i) for t, boxes in enumerate(detections)
+                for i, b in enumerate(boxes)), default=None)
     if best is None:
         return picks
     _, seed_t, seed_i = best

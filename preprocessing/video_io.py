@@ -6,10 +6,10 @@ whole GOPs; "auto" takes "keyframe" when the video has keyframes enough to keep 
 over it (at least `num_frames // 2`: at most two samples per keyframe), else "exact". The frames'
 real indices are returned either way. benchmarks/sampling_equivalence.py measures what it changes.
 
-decord first (`get_batch` on the wanted indices: it seeks to the nearest keyframe and decodes only up
-to each wanted frame, and can scale while decoding); ffmpeg-python as the fallback, with one ffmpeg
-process whose `select` filter converts only the wanted frames. Never one process or one seek per frame:
-measured 5-10x slower (ARCHITECTURE.md).
+decord first (`get_batch` on the wanted indices: it seeks to the nearest keyframe and decodes only
+up to each wanted frame, and can scale while decoding); ffmpeg-python as the fallback, with one
+ffmpeg process whose `select` filter converts only the wanted frames. Never one process or one seek
+per frame: measured 5-10x slower (ARCHITECTURE.md).
 """
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int, floa
     if scale >= 1.0:
         return width, height, 1.0
     # even sizes: some decoders (and yuv420p) need them
-    new_w, new_h = max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+    new_w = max(2, int(round(width * scale / 2)) * 2)
+    new_h = max(2, int(round(height * scale / 2)) * 2)
     return new_w, new_h, new_w / width
 
 
@@ -189,7 +190,8 @@ def _probe_ffmpeg(path: Path) -> tuple[int, int, float, int]:
         meta = next(reader)
         reader.close()
     except (RuntimeError, OSError, StopIteration) as err:
-        raise VideoError(f"not a readable video (ffmpeg: {str(err).splitlines()[0][:120]})") from None
+        first_line = str(err).splitlines()[0][:120]
+        raise VideoError(f"not a readable video (ffmpeg: {first_line})") from None
     width, height = meta["size"]
     fps = float(meta.get("fps") or 0.0)
     duration = float(meta.get("duration") or 0.0)
@@ -222,7 +224,8 @@ def _sample_ffmpeg(path: Path, num_frames: int, max_side: int,
     got = len(out) // frame_bytes
     if got == 0:
         raise VideoError("ffmpeg decoded no frames")
-    # the header's duration can overestimate the count: select emits in order, so keep the first `got`
+    # the header's duration can overestimate the count: select emits in order, so keep the first
+    # `got`
     frames = np.frombuffer(out[: got * frame_bytes], np.uint8).reshape(got, new_h, new_w, 3)
     return SampledFrames(frames=frames.copy(), frame_index=indices[:got], fps=fps,
                          total_frames=total, source_size=(width, height), scale=scale,

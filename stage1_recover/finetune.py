@@ -48,7 +48,8 @@ def bce_loss(model, batch):
 
 
 @torch.no_grad()
-def clip_scores(model: ClipClassifier, dataset: VideoClipDataset, batch_size: int = 8) -> np.ndarray:
+def clip_scores(model: ClipClassifier, dataset: VideoClipDataset, batch_size: int = 8
+                ) -> np.ndarray:
     """s1 = sigmoid(logit) for every item of `dataset`: float [N] in [0, 1]."""
     device = next(model.parameters()).device
     was_training = model.training

@@ -32,7 +32,8 @@ def input_kwargs(cfg) -> dict:
             "patch_size": cfg.patch_size, "tubelet_size": cfg.tubelet_size}
 
 
-def make_masker(cfg: RecoverConfig, model: SpaceTimeMAE, strategy: str | None = None) -> TokenMasker:
+def make_masker(cfg: RecoverConfig, model: SpaceTimeMAE, strategy: str | None = None
+                ) -> TokenMasker:
     return TokenMasker(strategy or cfg.mask_strategy, model.encoder.grid, cfg.patch_size,
                        cfg.tubelet_size, cfg.mask_ratio, cfg.roi_budget)
 
@@ -145,10 +146,10 @@ def gap_lines(gaps: list[dict]) -> list[str]:
         if "real_error" not in gap:
             continue
         by_method = ", ".join(f"{m} {e:.4f}" for m, e in gap["fake_error_by_method"].items())
-        lines.append(f"{gap['split']}: real clips {gap['real_error']:.4f} (filled with their visible "
-                     f"mean colour instead: {gap['real_error_context_mean']:.4f}); fakes of the "
-                     f"same sources {gap['fake_error']:.4f} ({by_method}; {gap['real_clips']} "
-                     f"real, {gap['fake_clips']} fake clips)")
+        lines.append(f"{gap['split']}: real clips {gap['real_error']:.4f} (filled with their "
+                     f"visible mean colour instead: {gap['real_error_context_mean']:.4f}); fakes "
+                     f"of the same sources {gap['fake_error']:.4f} ({by_method}; "
+                     f"{gap['real_clips']} real, {gap['fake_clips']} fake clips)")
     return lines
 
 
@@ -201,4 +202,3 @@ def run_recover(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     data = StageData(train_set, val_set if val_rows else None, description=about)
     return train_stage("recover", model, spec, run_dir, cfg, data, mae_loss,
                        validate=validation_loss, after_fit=after_fit).to_dict()
-

@@ -1,7 +1,8 @@
-"""The per-frame training and validation sets of stage 2 and the DADF head, from either kind of data:
+"""The per-frame training and validation sets of stage 2 and the DADF head, from either kind of
+data:
 
-- a FaceClip cache (`--stage preprocess` / `synth`): the frames stage 1 looks at, real and fake clips
-  as they are, balanced by sampling weights or laid out in meta-learning episodes;
+- a FaceClip cache (`--stage preprocess` / `synth`): the frames stage 1 looks at, real and fake
+  clips as they are, balanced by sampling weights or laid out in meta-learning episodes;
 - a face pool (`--stage pool`): online pairs (training/pairs.py), every real face beside a fake made
   from it, with fixed validation pairs from the pool's validation people.
 """
@@ -23,10 +24,12 @@ from delocate.training.inputs import (ClipRow, ClipStore, frame_positions, frame
 from delocate.training.online_data import OnlineFrames, online_index_fn, online_sets
 from delocate.training.stage import StageData, balanced_weights
 
-# --- per-frame dataset -----------------------------------------------------------------------------
+
+# --- per-frame dataset ----------------------------------------------------------------------------
 
 class FrameDataset(Dataset):
-    """Items: one frame of one clip (the frames stage 1 looks at): input face, mask, recovered face."""
+    """Items: one frame of one clip (the frames stage 1 looks at): input face, mask, recovered
+    face."""
 
     def __init__(self, rows: list[ClipRow], store: ClipStore, frames_per_clip: int, img_size: int,
                  recovered: dict[str, np.ndarray] | None, train: bool, seed: int = 0,

@@ -37,7 +37,7 @@ def stage2_spec(cfg: LocalizeConfig) -> ModelSpec:
         "use_localizer": cfg.use_localizer, "decoder_channels": list(cfg.decoder_channels)})
 
 
-# --- recovered faces (stage 1 -> stage 2 targets) --------------------------------------------------
+# --- recovered faces (stage 1 -> stage 2 targets) -------------------------------------------------
 
 @torch.no_grad()
 def recovered_faces(run_dir: Path, cache: Path, rows: list[ClipRow], config: Config,
@@ -48,8 +48,8 @@ def recovered_faces(run_dir: Path, cache: Path, rows: list[ClipRow], config: Con
     cfg1, cfg2 = config.recover, config.localize
     checkpoint = run_dir / "recover_best.safetensors"
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint} not found: run --stage recover on this run dir first "
-                                "(or set localize.use_stage1=false for the ablation)")
+        raise FileNotFoundError(f"{checkpoint} not found: run --stage recover on this run dir "
+                                "first (or set localize.use_stage1=false for the ablation)")
     digest = hashlib.sha1(checkpoint.read_bytes()[:1 << 20]).hexdigest()[:12]
     cache_file = run_dir / "recovered_faces.npz"
     wanted = {r.clip for r in rows}
@@ -81,7 +81,7 @@ def recovered_faces(run_dir: Path, cache: Path, rows: list[ClipRow], config: Con
     return out
 
 
-# --- training --------------------------------------------------------------------------------------
+# --- training -------------------------------------------------------------------------------------
 
 def _optimizer(cfg: LocalizeConfig):
     def make(model):

@@ -1,8 +1,12 @@
 """The import rules of ARCHITECTURE.md, enforced: each package imports only the layers below it, no
-stage imports another stage or evaluation, everything of ours is imported as delocate.*, and nothing
-edits sys.path."""
+stage imports another stage or evaluation, everything of ours is imported as delocate.*, nothing
+edits sys.path, no module grows past 300 lines, and the code passes flake8."""
 import ast
 import re
+import subprocess
+import sys
+
+import pytest
 
 from conftest import ROOT
 
@@ -89,3 +93,12 @@ def test_no_python_file_is_over_300_lines():
     long = {str(p.relative_to(ROOT)): n for p in python_files()
             if (n := len(p.read_text().splitlines())) > 300}
     assert not long, f"split these into modules that each own one idea: {long}"
+
+
+def test_the_code_passes_flake8():
+    """setup.cfg's [flake8] (100 columns): the style every module is written in."""
+    pytest.importorskip("flake8")
+    files = [str(p.relative_to(ROOT)) for p in python_files()]
+    result = subprocess.run([sys.executable, "-m", "flake8", *files], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]

@@ -1,5 +1,5 @@
-"""Dataset layouts built from short real clips: discovery (labels, methods, splits, mask sources) and
-the masks that preprocessing derives from them."""
+"""Dataset layouts built from short real clips: discovery (labels, methods, splits, mask sources)
+and the masks that preprocessing derives from them."""
 import json
 import shutil
 from collections import Counter

@@ -78,7 +78,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
     assert result.epochs_run == 2
     for key, value in weights(full).items():
         assert torch.equal(value, weights(resumed)[key]), key
-    log = [json.loads(line) for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    log_lines = (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()
+    log = [json.loads(line) for line in log_lines]
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]
 
 
@@ -109,7 +110,8 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
         loss, logs = toy_loss(model, batch)
         return (loss * float("nan") if calls["n"] == 7 else loss), logs
 
-    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 2.*learning rate"):
+    message = r"loss became nan at epoch 2, step 2.*learning rate"
+    with pytest.raises(NonFiniteLossError, match=message):
         train(tmp_path, explodes)
     assert (tmp_path / "toy_last.safetensors").is_file()  # the last good epoch is kept
 

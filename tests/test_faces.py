@@ -16,7 +16,8 @@ def box(x, y, side):
 def test_track_follows_the_largest_face_not_the_largest_per_frame():
     main = [box(100 + 5 * t, 50, 80) for t in range(5)]
     # a bigger second person appears at frame 3, far away: the track must not jump to them
-    detections = [np.array([main[0]], np.float32), np.array([main[1], box(400, 40, 60)], np.float32),
+    detections = [np.array([main[0]], np.float32),
+                  np.array([main[1], box(400, 40, 60)], np.float32),
                   np.zeros((0, 4), np.float32),
                   np.array([box(400, 40, 70), main[3]], np.float32),
                   np.array([main[4]], np.float32)]

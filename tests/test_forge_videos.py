@@ -1,4 +1,5 @@
-"""--stage forge: forged videos with full-frame masks, read back by preprocessing with their masks."""
+"""--stage forge: forged videos with full-frame masks, read back by preprocessing with their
+masks."""
 from pathlib import Path
 
 import numpy as np

@@ -71,7 +71,8 @@ def test_the_same_recipe_means_the_same_at_another_resolution(faces):
 
 
 def test_recipes_are_reproducible_by_seed():
-    a, b = draw_recipe(np.random.default_rng(5), "swap"), draw_recipe(np.random.default_rng(5), "swap")
+    a = draw_recipe(np.random.default_rng(5), "swap")
+    b = draw_recipe(np.random.default_rng(5), "swap")
     assert a.mode == b.mode and a.hull == b.hull and np.array_equal(a.wobble, b.wobble)
     with pytest.raises(ValueError):
         draw_recipe(np.random.default_rng(0), "deepfake")

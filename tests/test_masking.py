@@ -1,4 +1,5 @@
-"""Token masks: shapes and counts for every strategy, and the ROI rule with its documented top-up."""
+"""Token masks: shapes and counts for every strategy, and the ROI rule with its documented
+top-up."""
 import numpy as np
 import pytest
 
@@ -32,7 +33,8 @@ def test_every_strategy_masks_the_same_count_for_every_clip(strategy, rois):
 
 
 def test_random_and_tube_ratios():
-    random_mask, _ = TokenMasker("random", GRID, PATCH, TUBELET, 0.75)(None, np.random.default_rng(0))
+    masker = TokenMasker("random", GRID, PATCH, TUBELET, 0.75)
+    random_mask, _ = masker(None, np.random.default_rng(0))
     assert random_mask.sum() == 147
     tube, _ = TokenMasker("tube", GRID, PATCH, TUBELET, 0.75)(None, np.random.default_rng(0))
     per_step = tube.reshape(GRID)

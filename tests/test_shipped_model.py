@@ -31,8 +31,8 @@ def test_the_shipped_model_is_in_the_package_as_fp16_with_its_card():
 
 def test_the_shipped_model_loads_and_scores_a_clip(carphone):
     detector = Detector(shipped_run())
-    clip = preprocess_video(VideoEntry(carphone, "carphone.mp4", -1), PreprocessConfig(num_frames=8),
-                            FaceAnalyzer())
+    clip = preprocess_video(VideoEntry(carphone, "carphone.mp4", -1),
+                            PreprocessConfig(num_frames=8), FaceAnalyzer())
     pred = detector.predict_clip(clip)
     assert 0.0 <= pred.fused <= 1.0 and np.isfinite(pred.s2)
     assert pred.masks.shape == (8, clip.size, clip.size)

@@ -55,7 +55,8 @@ def test_demo_splits_cap_the_held_out_people():
     splits = assign_splits(people, 3, seed=0, test_people=3, val_people=2)
     by_person = {p: {splits[(p, s)] for s in range(3)} for p in people}
     assert all(len(v) == 1 for v in by_person.values())  # a person never spans two splits
-    counts = {name: sum(v == {name} for v in by_person.values()) for name in ("train", "val", "test")}
+    counts = {name: sum(v == {name} for v in by_person.values())
+              for name in ("train", "val", "test")}
     assert counts == {"train": 21, "val": 2, "test": 3}
     few = assign_splits(people[:6], 3, seed=0, test_people=3, val_people=2)
     assert {few[(p, 0)] for p in people[:6]} == {"train", "val", "test"}

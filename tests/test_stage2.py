@@ -131,7 +131,8 @@ class _MaskEchoNet(torch.nn.Module):
         self.unused = torch.nn.Parameter(torch.zeros(1))  # frame_outputs asks for a device
 
     def forward(self, x):
-        return {"mask_logits": 20 * (x[:, :1] - 0.5), "cls_logit": 10 * (x[:, 1].mean((1, 2)) - 0.5)}
+        return {"mask_logits": 20 * (x[:, :1] - 0.5),
+                "cls_logit": 10 * (x[:, 1].mean((1, 2)) - 0.5)}
 
 
 class _Frames:

@@ -26,7 +26,8 @@ def real(carphone) -> FaceClip:
 
 @pytest.fixture(scope="module")
 def donor(real) -> FaceClip:
-    """Another 'identity' for swap: the same clip played backwards (the method only needs a face)."""
+    """Another 'identity' for swap: the same clip played backwards (the method only needs a
+    face)."""
     clip = FaceClip(frames=real.frames[::-1].copy(), landmarks=real.landmarks[::-1].copy(),
                     rois=real.rois[::-1].copy(), face_found=real.face_found[::-1].copy(),
                     frame_index=real.frame_index.copy(), crop_box=real.crop_box.copy(),

@@ -8,7 +8,8 @@
   randomness derive from (seed, epoch), so a resumed run ends with the same weights as an
   uninterrupted one;
 - a non-finite loss stops the run with a clear message (the last good checkpoint stays);
-- bf16 autocast on CUDA; DistributedDataParallel when started by torchrun (gloo on CPU, NCCL on GPU).
+- bf16 autocast on CUDA; DistributedDataParallel when started by torchrun (gloo on CPU, NCCL on
+  GPU).
 """
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def default_device() -> torch.device:
 
 
 def move(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -222,8 +224,8 @@ class Engine:
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"{self.name}: loss became {loss.item()} at epoch {epoch + 1}, step "
-                        f"{step + 1}; stopping. Lower the learning rate (now {self.cfg.lr}) or check "
-                        f"the inputs. The last good checkpoint is {self.path('last')}")
+                        f"{step + 1}; stopping. Lower the learning rate (now {self.cfg.lr}) or "
+                        f"check the inputs. The last good checkpoint is {self.path('last')}")
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 if self.sync_by_hand:

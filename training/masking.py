@@ -1,8 +1,8 @@
 """Token masks for the space-time MAE, made in the data pipeline (as VideoMAE's masking generator).
 
 Strategies (the paper's Table 6):
-- `roi` (Delocate, default): pick ONE facial part at random per clip (eyes / cheek_nose / lips) and mask
-  `ratio` of the tubelet tokens that overlap that part's ROI (the union of its boxes over the
+- `roi` (Delocate, default): pick ONE facial part at random per clip (eyes / cheek_nose / lips) and
+  mask `ratio` of the tubelet tokens that overlap that part's ROI (the union of its boxes over the
   tubelet's frames).
 - `roi:eyes`, `roi:cheek_nose`, `roi:lips`: the same with the part fixed.
 - `random` (MAE): `ratio` of all tokens, uniformly.
@@ -61,7 +61,8 @@ class TokenMasker:
         return int(round(self.roi_budget * self.num_tokens))
 
     def roi_tokens(self, rois: np.ndarray, part: str) -> np.ndarray:
-        """bool [t, h, w]: tokens whose patch overlaps the part's box in any frame of the tubelet."""
+        """bool [t, h, w]: tokens whose patch overlaps the part's box in any frame of the
+        tubelet."""
         t_grid, h_grid, w_grid = self.grid
         index = PART_NAMES.index(part)
         overlap = np.zeros(self.grid, bool)
@@ -105,7 +106,8 @@ class TokenMasker:
 
     @staticmethod
     def _distance_to(region: np.ndarray) -> np.ndarray:
-        """Chebyshev distance (in patches, within each time step) of every token to `region`; flat."""
+        """Chebyshev distance (in patches, within each time step) of every token to `region`;
+        flat."""
         t_grid, h_grid, w_grid = region.shape
         yy, xx = np.mgrid[:h_grid, :w_grid]
         out = np.full(region.shape, np.inf)

@@ -1,9 +1,10 @@
-"""Datasets over online pairs (training/pairs.py) for the training stages, and fixed validation sets.
+"""Datasets over online pairs (training/pairs.py) for the training stages, and fixed validation
+sets.
 
-Item 2k is the real face of pair k and item 2k+1 its fake, so a batch of consecutive items holds each
-real face beside its own fake (as SBI trains). The sets are endless: the engine asks for items
-[epoch * count, (epoch + 1) * count) (`online_index_fn`), so a run never repeats a pair, and an item is
-a pure function of (seed, index): any worker, any resume, the same pixels.
+Item 2k is the real face of pair k and item 2k+1 its fake, so a batch of consecutive items holds
+each real face beside its own fake (as SBI trains). The sets are endless: the engine asks for items
+[epoch * count, (epoch + 1) * count) (`online_index_fn`), so a run never repeats a pair, and an item
+is a pure function of (seed, index): any worker, any resume, the same pixels.
 
 Meta-learning episodes (localize.meta): each epoch splits the methods into meta-train and meta-test
 types (meta/splits.py's rule); the first half of every batch forges with the first, the second half
@@ -67,8 +68,8 @@ class OnlinePairs(Dataset):
 
 
 class OnlineFrames(OnlinePairs):
-    """Stage-2 / DADF items: input [3, S, S] (scaled for the model: `norm`), mask [1, S, S] in {0, 1},
-    label, method."""
+    """Stage-2 / DADF items: input [3, S, S] (scaled for the model: `norm`),
+    mask [1, S, S] in {0, 1}, label, method."""
 
     def __init__(self, maker: PairMaker, img_size: int, norm: str = "imagenet", seed: int = 0,
                  meta_batch: int = 0):

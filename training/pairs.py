@@ -10,11 +10,11 @@ Per pair (a fixed function of its key, so runs are reproducible by seed in any D
 3. the fake: a method, a recipe and (swap) a donor person, forged frame by frame at that resolution
    (preprocessing/forgery.py); recipes that leave no visible change or no mask are drawn again;
 4. the same lossy round trip for both (JPEG or H.264 at one quality);
-5. preprocessing's crop (margin 1.3, jittered like a real detector's landmarks) resized to crop_size,
-   and the same flip and colour jitter for both.
+5. preprocessing's crop (margin 1.3, jittered like a real detector's landmarks) resized to
+   crop_size, and the same flip and colour jitter for both.
 
-Everything the real face goes through is drawn from the pair's "real" stream and everything about the
-forgery from its "fake" stream, so the real item of a pair never needs its fake to be made.
+Everything the real face goes through is drawn from the pair's "real" stream and everything about
+the forgery from its "fake" stream, so the real item of a pair never needs its fake to be made.
 """
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ class Pair:
     mask: np.ndarray  # uint8 [T, C, C] 0/255: the forged region of `fake` (all 0 for the real)
     method: str  # the fake's method ("" when no fake was made)
     person: str
-    touched: np.ndarray | None = None  # uint8 [T, C, C] 0/255: where any source went in (weight > 0)
+    # uint8 [T, C, C] 0/255: where any source went in (weight > 0)
+    touched: np.ndarray | None = None
 
 
 @dataclass
@@ -49,7 +50,8 @@ class _View:
     """Where one pair is worked on: frames at the working resolution and the final crop boxes."""
     frames: np.ndarray
     landmarks: np.ndarray
-    boxes: np.ndarray | None  # [T, 4] preprocessing's crop in working pixels; None = already cropped
+    # [T, 4] preprocessing's crop in working pixels; None = already cropped
+    boxes: np.ndarray | None
     quality: int
     flip: bool
     colour: tuple[float, float, float]  # contrast, brightness, saturation
@@ -101,7 +103,8 @@ class PairMaker:
         face_px = float(np.mean(boxes[:, 2] - boxes[:, 0]))  # the crop's side in pool pixels
         low, high = np.log(cfg.source_scale[0]), np.log(cfg.source_scale[1])
         wanted = cfg.crop_size * float(np.exp(rng.uniform(low, high)))
-        native = float(np.mean(pool.native_side[source][picks])) / pool.crop_size  # pool px -> source
+        # pool px -> source
+        native = float(np.mean(pool.native_side[source][picks])) / pool.crop_size
         factor = max(min(wanted / face_px, native), MIN_FACE_PX / face_px)
         if abs(factor - 1) > 1e-3:
             side = max(8, int(round(frames.shape[1] * factor)))

@@ -26,7 +26,8 @@ def side_by_side(results: dict[str, dict]) -> str:
     names = list(results)
     methods = list(next(iter(results.values()))["video"]["fused"])
     head = "".join(f"{name + ' AUC':>22}{'IoU':>7}" for name in names)
-    lines = ["side by side on the demo's test clips (video level, fused score; IoU on fake frames):",
+    lines = ["side by side on the demo's test clips "
+             "(video level, fused score; IoU on fake frames):",
              f"  {'method':<14}{head}"]
     for method in methods:
         cells = ""
@@ -47,9 +48,9 @@ def shipped_overlap(shipped: Path, people: set[str]) -> str:
     seen = sorted(people & set(json.loads(listing.read_text()).get("train", [])))
     if not seen:
         return "none of the demo's test people were in the shipped model's training data"
-    return (f"note: the shipped model trained on {len(seen)} of the demo's {len(people)} test people "
-            f"({', '.join(seen)}), so its column is not a test on unseen people; its own numbers "
-            f"on held-out people are in {shipped / 'MODEL_CARD.md'}")
+    return (f"note: the shipped model trained on {len(seen)} of the demo's {len(people)} test "
+            f"people ({', '.join(seen)}), so its column is not a test on unseen people; its own "
+            f"numbers on held-out people are in {shipped / 'MODEL_CARD.md'}")
 
 
 def run_demo(out_dir: str | Path, config: Config, real_faces: Path | None = None) -> int:

@@ -30,8 +30,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path = SHIPPED) -> Path:
     run, out = Path(run_dir), Path(out_dir)
     for needed in ("config.yaml", "threshold.json"):
         if not (run / needed).is_file():
-            raise FileNotFoundError(f"{run / needed} missing: run --stage evaluate on this run first "
-                                    "(it chooses the threshold and fusion on validation data)")
+            raise FileNotFoundError(f"{run / needed} missing: run --stage evaluate on this run "
+                                    "first (it chooses the threshold and fusion on validation "
+                                    "data)")
     fusion = Fusion.load(run / "fusion.json")
     out.mkdir(parents=True, exist_ok=True)
     shipped = []
@@ -52,12 +53,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path = SHIPPED) -> Path:
     for name in ("config.yaml", "threshold.json", "fusion.json"):
         if (run / name).is_file():
             shutil.copyfile(run / name, out / name)
-    pool_index = run.parent / "pool" / "index.json"  # the release layout: who trained, who was held out
+    # the release layout: who trained, who was held out
+    pool_index = run.parent / "pool" / "index.json"
     if pool_index.is_file():
         sources = json.loads(pool_index.read_text())["sources"]
         atomic_write_json(out / "people.json", {
             split: sorted({s["person"] for s in sources if s["split"] == split
-                           and (s["frames"] or split == "test")}) for split in ("train", "val", "test")})
+                           and (s["frames"] or split == "test")})
+            for split in ("train", "val", "test")})
     metrics = {}
     for split in ("eval_test", "eval_dev"):
         if (run / split / "metrics.json").is_file():

@@ -77,7 +77,8 @@ def run_release(out_dir: str | Path, config: Config) -> int:
     print(f"\ntest people ({', '.join(sorted({s.person for s in sources if s.split == 'test'}))}):")
     print(format_tables(result))
     if dev is not None:
-        print(f"\ndev set {resolve(config.release.dev_set)} (third-party forgeries; reported only):")
+        print(f"\ndev set {resolve(config.release.dev_set)} "
+              "(third-party forgeries; reported only):")
         print(format_tables(dev))
     print(f"\n{step.summary()}")
     print(f"\nrun: {run}\npack it into the package: python run_pipeline.py --stage export "
