@@ -240,8 +240,8 @@ class DadfConfig(TrainConfig):
 @dataclass
 class EvalConfig:
     aggregator: str = "mean"  # how frame / clip scores become a video score: mean | max | confident
-    # fitted: s1 / s2 / DADF weights fitted on validation videos (evaluation/fusion.py) | mean
-    # (paper)
+    # fitted: s1 / s2 / DADF weights fitted on validation videos (evaluation/fusion.py)
+    # | mean: the paper's mean of the branches
     fusion: str = "fitted"
     bootstrap: int = 1000  # bootstrap rounds for AUC confidence intervals
     batch_size: int = 8

@@ -224,8 +224,8 @@ def _sample_ffmpeg(path: Path, num_frames: int, max_side: int,
     got = len(out) // frame_bytes
     if got == 0:
         raise VideoError("ffmpeg decoded no frames")
-    # the header's duration can overestimate the count: select emits in order, so keep the first
-    # `got`
+    # the header's duration can overestimate the count: select emits in order, so keep the
+    # first `got`
     frames = np.frombuffer(out[: got * frame_bytes], np.uint8).reshape(got, new_h, new_w, 3)
     return SampledFrames(frames=frames.copy(), frame_index=indices[:got], fps=fps,
                          total_frames=total, source_size=(width, height), scale=scale,
