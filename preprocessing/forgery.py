@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from delocate.preprocessing.face_transforms import box_window, colour_match, piecewise_affine
+from delocate.preprocessing.face_transforms import (blend, box_window, colour_match,
+                                                    piecewise_affine)
 from delocate.preprocessing.regions import PART_LANDMARKS, PART_NAMES, part_boxes
 from delocate.preprocessing.synthesis import METHODS, PART_HULLS, PART_OF_METHOD
 
@@ -263,9 +264,4 @@ def forge(target: np.ndarray, landmarks: np.ndarray, recipe: Recipe,
         # every change inside the mask (the label stays exact)
         source = cloned if cloned is not None else colour_match(source, target, shape)
     weight = (shape * recipe.ratio).astype(np.float32)
-    alpha = weight[..., None]
-    mixed = np.round(source * alpha + target.astype(np.float32) * (1 - alpha))
-    image = np.clip(mixed, 0, 255).astype(np.uint8)
-    untouched = weight <= 0
-    image[untouched] = target[untouched]
-    return Forged(image, weight, shape >= 0.5)
+    return Forged(blend(target, source, weight), weight, shape >= 0.5)
