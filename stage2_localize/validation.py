@@ -10,15 +10,18 @@ from delocate.common.metrics import iou as frame_iou, roc_auc
 
 @torch.no_grad()
 def frame_outputs(model, dataset, batch_size: int = 16) -> dict[str, np.ndarray]:
-    """s2 per item and mask probabilities [N, S, S] (at the stage-2 input size)."""
+    """s2 per item, mask probabilities [N, S, S] (at the stage-2 input size) and the items' true
+    masks [N, S, S], each item read once."""
     device = next(model.parameters()).device
-    scores, masks = [], []
+    scores, masks, truth = [], [], []
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         out = model(torch.stack([it["input"] for it in items]).to(device))
         scores.append(torch.sigmoid(out["cls_logit"].float()).cpu().numpy())
         masks.append(torch.sigmoid(out["mask_logits"].float())[:, 0].cpu().numpy())
-    return {"s2": np.concatenate(scores), "mask": np.concatenate(masks)}
+        truth.append(torch.stack([it["mask"][0] for it in items]).numpy())
+    return {"s2": np.concatenate(scores), "mask": np.concatenate(masks),
+            "truth": np.concatenate(truth)}
 
 
 def validation_metrics(model, dataset) -> dict:
@@ -26,7 +29,7 @@ def validation_metrics(model, dataset) -> dict:
     (FrameDataset, or training/online_data.py's FixedSet)."""
     out = frame_outputs(model, dataset)
     labels = dataset.labels
-    gt = torch.stack([dataset[i]["mask"][0] for i in range(len(dataset))]).numpy() > 0.5
+    gt = out["truth"] > 0.5
     pred = out["mask"] > 0.5
     iou = np.array([frame_iou(p, g) for p, g in zip(pred, gt)])
     auc = roc_auc(labels, out["s2"])
