@@ -85,57 +85,81 @@ def _localization_table(records: list[dict]) -> dict:
     return out
 
 
+def _refuse(cache: Path, val_cache: Path, split: str, fit: bool, out_dir) -> None:
+    if cache == val_cache and split == "val":
+        raise ValueError("evaluating the val split: pass --val-data with another cache to choose "
+                         "the threshold, so nothing is selected on the data evaluated")
+    if not fit and out_dir is None:
+        raise ValueError("evaluating without fit writes nothing into the run: give out_dir")
+
+
+class Evaluation:
+    """A run's detector with its verdict thresholds (and, when fitted, its fusion) chosen on the
+    validation split of `val_cache`, once; then `tables()` of any split of any cache.
+
+    fit=True (a run being finished): the fusion and the threshold are saved in the run; fit=False
+    (a finished model, e.g. the shipped one): the run is only read and its fusion kept."""
+
+    def __init__(self, run_dir: str | Path, val_cache: str | Path, aggregator: str | None = None,
+                 fit: bool = True):
+        self.run_dir, self.val_cache, self.fit = Path(run_dir), Path(val_cache), fit
+        self.chosen_on = f"{self.val_cache} (val split)"
+        self.detector = detector = Detector(self.run_dir, aggregator=aggregator)
+        val_records = predict_split(detector, self.val_cache, "val")
+        if fit and detector.config.evaluate.fusion == "fitted":
+            fusion = fit_fusion(val_records, self.chosen_on)
+            fusion.save(self.run_dir / "fusion.json")
+            detector.fusion, detector.run_id = fusion, detector._run_id()
+            for record in val_records:  # the validation videos' fused scores under the new fusion
+                record["video"]["fused"] = fusion(record["video"])
+            print(f"fusion: {fusion.describe()} -> {self.run_dir / 'fusion.json'}")
+        self.thresholds = {}
+        for score in SCORES:
+            scored = [r for r in val_records if r["video"][score] is not None]
+            if len({r["label"] for r in scored}) == 2:
+                self.thresholds[score] = best_threshold([r["label"] for r in scored],
+                                                        [r["video"][score] for r in scored])
+        if not self.thresholds:
+            info("no validation clips with both classes: accuracy is reported at 0.5 only")
+        if fit and "fused" in self.thresholds:
+            atomic_write_json(self.run_dir / "threshold.json", {
+                "threshold": self.thresholds["fused"], "chosen_on": self.chosen_on,
+                "score": "fused", "aggregator": detector.aggregator,
+                "model_run_id": detector.run_id})
+
+    def tables(self, cache: str | Path, split: str = "test", out_dir: str | Path | None = None
+               ) -> dict:
+        """The tables of `split` ("all": every clip) of `cache`, written to out_dir/metrics.json
+        (default: the run's eval_<split>, only when fit=True)."""
+        cache = Path(cache)
+        _refuse(cache, self.val_cache, split, self.fit, out_dir)
+        records = predict_split(self.detector, cache, split)
+        if not records:
+            raise ValueError(f"{cache} has no clips in split {split!r}")
+        detector, bootstrap = self.detector, self.detector.config.evaluate.bootstrap
+        result = {
+            "data": str(cache), "split": split, "threshold_chosen_on": self.chosen_on,
+            "run": str(self.run_dir), "model_run_id": detector.run_id,
+            "aggregator": detector.aggregator, "thresholds": self.thresholds,
+            "fusion": detector.fusion.describe(),
+            "video": _table(records, "video", self.thresholds, bootstrap),
+            "frame": _table(records, "frame", self.thresholds, 0),
+            "localization": _localization_table(records),
+            "clips": len(records),
+        }
+        out_dir = Path(out_dir) if out_dir else self.run_dir / f"eval_{split}"
+        atomic_write_json(out_dir / "metrics.json", result)
+        result["out_dir"] = str(out_dir)
+        return result
+
+
 def run_evaluate(cache: str | Path, run_dir: str | Path, split: str = "test",
                  val_cache: str | Path | None = None, out_dir: str | Path | None = None,
                  aggregator: str | None = None, fit: bool = True) -> dict:
-    """Tables of `split`. fit=True (a run being finished): the fusion (when fitted) and the verdict
-    threshold are chosen on the validation split and saved in the run; fit=False (a finished model,
-    e.g. the shipped one): the run is only read, its fusion kept, and `out_dir` must be given."""
-    cache, run_dir = Path(cache), Path(run_dir)
-    if not fit and out_dir is None:
-        raise ValueError("run_evaluate(fit=False) writes nothing into the run: give out_dir")
-    detector = Detector(run_dir, aggregator=aggregator)
-    val_cache = Path(val_cache) if val_cache else cache
-    if val_cache == cache and split == "val":
-        raise ValueError("evaluating the val split: pass --val-data with another cache to choose "
-                         "the threshold, so nothing is selected on the data evaluated")
-    val_records = predict_split(detector, val_cache, "val")
-    if fit and detector.config.evaluate.fusion == "fitted":
-        fusion = fit_fusion(val_records, f"{val_cache} (val split)")
-        fusion.save(run_dir / "fusion.json")
-        detector.fusion, detector.run_id = fusion, detector._run_id()
-        for record in val_records:  # the validation videos' fused scores under the new fusion
-            record["video"]["fused"] = fusion(record["video"])
-        print(f"fusion: {fusion.describe()} -> {run_dir / 'fusion.json'}")
-    thresholds = {}
-    for score in SCORES:
-        labels = [r["label"] for r in val_records if r["video"][score] is not None]
-        if len(set(labels)) == 2:
-            thresholds[score] = best_threshold(labels, [r["video"][score] for r in val_records
-                                                        if r["video"][score] is not None])
-    if not thresholds:
-        info("no validation clips with both classes: accuracy is reported at 0.5 only")
-    records = predict_split(detector, cache, split)
-    if not records:
-        raise ValueError(f"{cache} has no clips in split {split!r}")
-    bootstrap = detector.config.evaluate.bootstrap
-    result = {
-        "data": str(cache), "split": split, "threshold_chosen_on": f"{val_cache} (val split)",
-        "run": str(run_dir), "model_run_id": detector.run_id, "aggregator": detector.aggregator,
-        "thresholds": thresholds, "fusion": detector.fusion.describe(),
-        "video": _table(records, "video", thresholds, bootstrap),
-        "frame": _table(records, "frame", thresholds, 0),
-        "localization": _localization_table(records),
-        "clips": len(records),
-    }
-    out_dir = Path(out_dir) if out_dir else run_dir / f"eval_{split}"
-    atomic_write_json(out_dir / "metrics.json", result)
-    if fit and "fused" in thresholds:
-        atomic_write_json(run_dir / "threshold.json", {
-            "threshold": thresholds["fused"], "chosen_on": f"{val_cache} (val split)",
-            "score": "fused", "aggregator": detector.aggregator, "model_run_id": detector.run_id})
-    result["out_dir"] = str(out_dir)
-    return result
+    """Tables of `split`, thresholds (and fusion) chosen on the val split of `val_cache` (default:
+    the same cache); see Evaluation."""
+    _refuse(Path(cache), Path(val_cache or cache), split, fit, out_dir)  # before predicting
+    return Evaluation(run_dir, val_cache or cache, aggregator, fit).tables(cache, split, out_dir)
 
 
 def format_tables(result: dict) -> str:

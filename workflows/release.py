@@ -20,7 +20,7 @@ from pathlib import Path
 
 from delocate.common.config import Config
 from delocate.common.log import Steps, info
-from delocate.evaluation.evaluate import format_tables, run_evaluate
+from delocate.evaluation.evaluate import Evaluation, format_tables
 from delocate.preprocessing.datasets import discover
 from delocate.preprocessing.face_pool import assign_people, build_pool, find_sources
 from delocate.preprocessing.forge_videos import forge_videos
@@ -48,16 +48,16 @@ def build_heldout(pool_sources, out: Path, config: Config) -> Path:
     return cache
 
 
-def evaluate_dev(dev: Path, run: Path, heldout: Path, config: Config) -> dict | None:
+def evaluate_dev(dev: Path, evaluation: Evaluation, config: Config) -> dict | None:
     """Tables on the third-party forgeries (threshold and fusion from the held-out val split)."""
     manifest = dev / "manifest.csv"
     if not manifest.is_file():
         info(f"no dev set at {dev}: skipped")
         return None
-    cache = run.parent / "dev_cache"
+    cache = evaluation.run_dir.parent / "dev_cache"
     _, entries = discover(manifest)
     run_preprocess(entries, cache, config.preprocess, desc="dev set: preprocess")
-    return run_evaluate(cache, run, "all", heldout, run / "eval_dev")
+    return evaluation.tables(cache, "all", evaluation.run_dir / "eval_dev")
 
 
 def run_release(out_dir: str | Path, config: Config) -> int:
@@ -71,9 +71,10 @@ def run_release(out_dir: str | Path, config: Config) -> int:
     step("stage 2 (localizer) on online pairs", run_localize, out / "pool", run, config)
     if config.release.stage1:
         step("stage 1 (clip classifier) on online clips", run_finetune, out / "pool", run, config)
-    result = step("evaluate on the test people", run_evaluate, heldout, run, "test")
+    evaluation = step("fusion and threshold on the validation people", Evaluation, run, heldout)
+    result = step("evaluate on the test people", evaluation.tables, heldout, "test")
     dev = step("dev set (third-party forgeries)", evaluate_dev, resolve(config.release.dev_set),
-               run, heldout, config)
+               evaluation, config)
     print(f"\ntest people ({', '.join(sorted({s.person for s in sources if s.split == 'test'}))}):")
     print(format_tables(result))
     if dev is not None:
