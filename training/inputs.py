@@ -163,10 +163,19 @@ def augment_clip(frames: np.ndarray, rois: np.ndarray, rng: np.random.Generator,
     frames = resize_frames(np.ascontiguousarray(frames[:, y0:y0 + side, x0:x0 + side]), out_size)
     rois = np.clip((rois - np.array([x0, y0, x0, y0], np.float32)) * (out_size / side), 0, out_size)
     contrast, gains = rng.uniform(0.8, 1.2), rng.uniform(0.85, 1.15, 3).astype(np.float32)
-    shift, mean = rng.uniform(-20, 20), frames.mean(dtype=np.float32)
-    frames = ((frames.astype(np.float32) - mean) * contrast + mean) * gains + shift
-    frames = np.clip(frames, 0, 255)
-    return frames.astype(np.uint8), rois
+    return colour_jitter(frames, contrast, gains, rng.uniform(-20, 20)), rois
+
+
+def colour_jitter(frames: np.ndarray, contrast: float, gains: np.ndarray, shift: float
+                  ) -> np.ndarray:
+    """uint8 [T, H, W, 3]: ((x - m) * contrast + m) * gains + shift per channel, m the clip's mean,
+    clipped and truncated to uint8. Each channel's 256 values map on their own, so a lookup
+    table gives the same bytes as the arithmetic on every pixel, ~4x faster
+    (benchmarks/recover_speed)."""
+    mean = frames.mean(dtype=np.float32)
+    values = np.arange(256, dtype=np.float32)[:, None]
+    table = np.clip(((values - mean) * contrast + mean) * gains + shift, 0, 255).astype(np.uint8)
+    return cv2.LUT(frames.reshape(-1, *frames.shape[2:]), table[None]).reshape(frames.shape)
 
 
 class VideoClipDataset(Dataset):
