@@ -245,6 +245,9 @@ class EvalConfig:
     fusion: str = "fitted"
     bootstrap: int = 1000  # bootstrap rounds for AUC confidence intervals
     batch_size: int = 8
+    # a scored face smaller than this (its landmark box's larger side, source pixels) gets a
+    # caution in the report: the model was not shown to work there (0: no caution)
+    min_face_px: int = 0
 
     def __post_init__(self) -> None:
         _one_of("evaluate.fusion", self.fusion, ("fitted", "mean"))

@@ -16,7 +16,7 @@ from delocate.preprocessing.faces import crop_affine
 
 # s1 / s2 / dadf / face_frames are those of the face that decided (decided_by: 0 = the main face)
 CSV_COLUMNS = ["video", "fake_score", "verdict", "s1", "s2", "dadf", "frames", "face_frames",
-               "faces", "decided_by", "status", "error"]
+               "faces", "decided_by", "status", "error", "caution"]
 SCORE_COLUMNS = ("fake_score", "s1", "s2", "dadf")
 
 
@@ -126,9 +126,11 @@ def write_index_html(path: Path, rows: list[dict], info: dict) -> None:
                              f'alt="mask overlay of {esc(row["video"])}">')
             parts.append(f'<img class="plot" src="{esc(face["plot"])}" '
                          f'alt="per-frame scores of {esc(row["video"])}">')
+        caution = f'<p class="caution">{esc(row["caution"])}</p>' if row.get("caution") else ""
         sections.append(
             f'<section class="video" id="{esc(row["clip"])}"><h3>{esc(row["video"])} &mdash; '
-            f'{esc(row["verdict"])} ({_fmt(row["fake_score"])})</h3>{"".join(parts)}</section>')
+            f'{esc(row["verdict"])} ({_fmt(row["fake_score"])})</h3>{caution}{"".join(parts)}'
+            '</section>')
     details = "".join(f"<li><b>{esc(k)}</b>: {esc(str(v))}</li>" for k, v in info.items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Delocate report</title>
@@ -142,6 +144,7 @@ tr.error {{ background: #fee; }}
 section.video {{ margin: 1.2em 0; }}
 img.strip {{ max-width: 100%; display: block; }}
 img.plot {{ display: block; margin-top: 4px; }}
+p.caution {{ color: #a60; margin: 0.2em 0; }}
 </style></head><body>
 <h1>Delocate report</h1>
 <ul>{details}</ul>

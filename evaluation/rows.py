@@ -24,6 +24,14 @@ class FaceScore:
     overlay: str  # report-relative paths of the media ("" when there is no mask)
     plot: str
     masks: str
+    face_px: float = 0.0  # median face size (landmark box's larger side), source pixels
+
+    def caution(self, min_face_px: int) -> str:
+        """One line when this face is too small for the model's score to mean much, else ''."""
+        if not min_face_px or not 0 < self.face_px < min_face_px:
+            return ""
+        return (f"face ~{self.face_px:.0f} px, under the {min_face_px} px this model was shown "
+                "to work at: its score is unproven (see the model card)")
 
 
 @dataclass
@@ -51,18 +59,19 @@ class ScoreRow:
     overlay: str = ""
     plot: str = ""
     masks: str = ""
+    caution: str = ""  # of the face that decided, e.g. a face too small for the model
     face_scores: list[FaceScore] = field(default_factory=list)
 
     @classmethod
-    def scored(cls, video: str, clip: str, faces: list[FaceScore], frames: int, **about
-               ) -> "ScoreRow":
+    def scored(cls, video: str, clip: str, faces: list[FaceScore], frames: int,
+               min_face_px: int = 0, **about) -> "ScoreRow":
         """The row of an input whose faces were scored: the highest face score decides."""
         top = max(faces, key=lambda f: f.fake_score)
         return cls(video, clip, fake_score=top.fake_score, verdict=top.verdict, s1=top.s1,
                    s2=top.s2, dadf=top.dadf, frames=frames, face_frames=top.face_frames,
                    faces=len(faces), decided_by=top.face, per_frame=top.per_frame,
-                   overlay=top.overlay, plot=top.plot, masks=top.masks, face_scores=faces,
-                   **about)
+                   overlay=top.overlay, plot=top.plot, masks=top.masks,
+                   caution=top.caution(min_face_px), face_scores=faces, **about)
 
     @classmethod
     def failed(cls, video: str, clip: str, reason: str, model_run_id: str) -> "ScoreRow":

@@ -114,13 +114,15 @@ def _score_face(detector: Detector, entry: VideoEntry, clip: FaceClip, clip_id: 
                     "s2": None if pred.s2_frames is None else float(pred.s2_frames[t]),
                     "dadf": None if pred.dadf_frames is None else float(pred.dadf_frames[t]),
                     "fused": float(pred.frame_fused()[t])} for t in range(clip.num_frames)]
-    centre = clip.crop_box[clip.face_found].mean(axis=0) if clip.face_found.any() \
-        else clip.crop_box.mean(axis=0)
+    boxes = clip.crop_box[clip.face_found] if clip.face_found.any() else clip.crop_box
+    # the crop square's side is preprocessing's margin x the landmark box's larger side
+    face_px = float(np.median(boxes[:, 2] - boxes[:, 0])) / detector.config.preprocess.margin
     return FaceScore(face, pred.fused, verdict, pred.s1, pred.s2, pred.dadf,
-                     int(clip.face_found.sum()), [round(float(v), 1) for v in centre], frames_info,
-                     str(overlay.relative_to(out)) if overlay.exists() else "",
+                     int(clip.face_found.sum()), [round(float(v), 1) for v in boxes.mean(axis=0)],
+                     frames_info, str(overlay.relative_to(out)) if overlay.exists() else "",
                      str(plot.relative_to(out)),
-                     str(masks_file.relative_to(out)) if masks_file.exists() else "")
+                     str(masks_file.relative_to(out)) if masks_file.exists() else "",
+                     round(face_px, 1))
 
 
 def _score_one(detector: Detector, entry: VideoEntry, clip_id: str, faces: int, cache: Path,
@@ -132,7 +134,8 @@ def _score_one(detector: Detector, entry: VideoEntry, clip_id: str, faces: int, 
                for clip in clips]
     main = clips[0]
     return ScoreRow.scored(
-        entry.rel, clip_id, records, main.num_frames, threshold=threshold,
+        entry.rel, clip_id, records, main.num_frames, detector.config.evaluate.min_face_px,
+        threshold=threshold,
         aggregator=detector.aggregator, model_run_id=detector.run_id,
         input="image" if main.meta.get("decoder") == "image" else "video",
         sampling=main.meta.get("sampling", "exact"), preprocessing=main.meta.get("preprocess", {}))
@@ -175,6 +178,9 @@ def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
               and earlier.threshold == threshold and earlier.aggregator == detector.aggregator
               and earlier.preprocessing == params):
             row = earlier  # already scored by this model, threshold, aggregator and preprocessing
+            decided = [f for f in row.face_scores if f.face == row.decided_by]
+            row.caution = decided[0].caution(detector.config.evaluate.min_face_px) if decided \
+                else ""
             reused += 1
         else:
             try:
