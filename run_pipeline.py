@@ -259,7 +259,8 @@ def stage_score(args, cfg) -> int:
     config = load_config(Path(run) / "config.yaml",
                          [o for o in args.overrides if o.strip().startswith("preprocess.")])
     summary = run_score(args.inputs, run, args.out, args.workers, args.aggregator, config)
-    print(f"scored {summary.videos} videos ({summary.failed} failed, {summary.reused} reused) -> "
+    inputs = f"{summary.videos} input" + ("" if summary.videos == 1 else "s")
+    print(f"scored {inputs} ({summary.failed} failed, {summary.reused} reused) -> "
           f"{summary.out_dir / 'index.html'}, {summary.out_dir / 'scores.csv'}")
     return summary.exit_code
 
