@@ -30,8 +30,8 @@ class FaceScore:
         """One line when this face is too small for the model's score to mean much, else ''."""
         if not min_face_px or not 0 < self.face_px < min_face_px:
             return ""
-        return (f"face ~{self.face_px:.0f} px, under the {min_face_px} px this model was shown "
-                "to work at: its score is unproven (see the model card)")
+        return (f"face ~{self.face_px:.0f} px, smaller than this model's min_face_px "
+                f"({min_face_px}): its score is unproven, see the model card")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The model the package ships (models/release): it loads, scores a clip, and is what --stage score
 uses without --run."""
 import csv
+import html
 import json
 
 import numpy as np
@@ -48,14 +49,15 @@ def test_score_without_run_uses_the_shipped_model(short_carphone, tmp_path, caps
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1 and rows[0]["status"] == "ok" and 0 <= float(rows[0]["fake_score"]) <= 1
     assert (tmp_path / "report" / "index.html").is_file()
-    # the carphone face (176x144 video) is far under the 120 px the shipped model was shown to
-    # work at: the row says its score is unproven, on the page as well
+    # the carphone face (176x144 video) is far under the shipped model's min_face_px (its card:
+    # small real faces are called fake): the row says its score is unproven, on the page as well
     (result,) = [json.loads(line) for line in
                  (tmp_path / "report" / "results.jsonl").read_text().splitlines()]
     face_px = result["face_scores"][0]["face_px"]
     assert 30 < face_px < 80
-    assert rows[0]["caution"].startswith(f"face ~{face_px:.0f} px, under the 120 px")
-    assert rows[0]["caution"] in (tmp_path / "report" / "index.html").read_text()
+    assert rows[0]["caution"].startswith(f"face ~{face_px:.0f} px, smaller than this model's "
+                                         "min_face_px (120)")
+    assert html.escape(rows[0]["caution"]) in (tmp_path / "report" / "index.html").read_text()
 
 
 def test_a_caution_only_for_faces_under_the_size():
@@ -63,5 +65,5 @@ def test_a_caution_only_for_faces_under_the_size():
                      face_px=49.0)
     assert face.caution(0) == ""  # off
     assert face.caution(49) == ""  # not under
-    assert "~49 px, under the 50 px" in face.caution(50)
+    assert "~49 px, smaller than this model's min_face_px (50)" in face.caution(50)
     assert FaceScore(**{**face.__dict__, "face_px": 0.0}).caution(120) == ""  # size unknown
