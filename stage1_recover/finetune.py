@@ -123,4 +123,4 @@ def run_finetune(cache: str | Path, run_dir: str | Path, config: Config) -> dict
     extra = {"trainable_parameters": trainable, "total_parameters": total, "tuning": cfg.tuning}
     return train_stage("finetune", model, spec, run_dir, cfg, _clip_sets(cache, config), bce_loss,
                        validate=validation_metrics, select_key="val_auc", select_mode="max",
-                       after_fit=lambda engine, result: extra).to_dict()
+                       extra=extra).to_dict()

@@ -48,4 +48,4 @@ def run_dadf(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
              "trainable_share": share}
     return train_stage("dadf", model, spec, run_dir, cfg, sets, _loss, validate=validation_metrics,
                        select_key="val_select", select_mode="max",
-                       after_fit=lambda engine, result: extra).to_dict()
+                       extra=extra).to_dict()

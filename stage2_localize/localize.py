@@ -142,7 +142,7 @@ def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict
     summary = train_stage("localize", model, spec, run_dir, cfg, sets, make_loss(cfg),
                           validate=validation_metrics, select_key="val_select", select_mode="max",
                           optimizer_factory=_optimizer(cfg), wrap_ddp=not cfg.meta,
-                          after_fit=lambda engine, result: extra).to_dict()
+                          extra=extra).to_dict()
     if config.dadf.enabled:  # the DADF head trains as a second stage-2 branch
         summary["dadf"] = run_dadf(cache, run_dir, config)
     return summary

@@ -58,10 +58,12 @@ def train_stage(name: str, model: torch.nn.Module, spec: ModelSpec, run_dir: str
                 validate: Callable[[torch.nn.Module, object], dict] | None = None,
                 select_key: str = "val_loss", select_mode: str = "min",
                 optimizer_factory: Callable | None = None, wrap_ddp: bool = True,
+                extra: dict | None = None,
                 after_fit: Callable[[Engine, EngineResult], dict] | None = None) -> TrainSummary:
     """Fit `model` on `data` (resuming when the run dir holds a state), select the checkpoint on
     `validate(model, data.val)[select_key]`, write RUN_DIR/<name>_summary.json and return it.
-    `after_fit(engine, result)` adds the stage's own fields to the summary."""
+    The stage's own summary fields: `extra` (known before training) and what
+    `after_fit(engine, result)` returns (measured on the trained model)."""
     if data.description:
         info(f"{name}: {data.description}")
     evaluate_fn = (lambda m: validate(m, data.val)) \
@@ -71,8 +73,8 @@ def train_stage(name: str, model: torch.nn.Module, spec: ModelSpec, run_dir: str
                     sample_weights=data.sample_weights, optimizer_factory=optimizer_factory,
                     index_fn=data.index_fn, wrap_ddp=wrap_ddp)
     result = engine.fit()
-    extra = after_fit(engine, result) if after_fit is not None else {}
+    fields = {**(extra or {}), **(after_fit(engine, result) if after_fit is not None else {})}
     summary = TrainSummary(name, str(result.best_path), result.best_epoch, select_key,
-                           result.best_metric, extra)
+                           result.best_metric, fields)
     atomic_write_json(Path(run_dir) / f"{name}_summary.json", summary.to_dict())
     return summary
