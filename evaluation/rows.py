@@ -67,11 +67,19 @@ class ScoreRow:
                min_face_px: int = 0, **about) -> "ScoreRow":
         """The row of an input whose faces were scored: the highest face score decides."""
         top = max(faces, key=lambda f: f.fake_score)
-        return cls(video, clip, fake_score=top.fake_score, verdict=top.verdict, s1=top.s1,
-                   s2=top.s2, dadf=top.dadf, frames=frames, face_frames=top.face_frames,
-                   faces=len(faces), decided_by=top.face, per_frame=top.per_frame,
-                   overlay=top.overlay, plot=top.plot, masks=top.masks,
-                   caution=top.caution(min_face_px), face_scores=faces, **about)
+        row = cls(video, clip, fake_score=top.fake_score, verdict=top.verdict, s1=top.s1,
+                  s2=top.s2, dadf=top.dadf, frames=frames, face_frames=top.face_frames,
+                  faces=len(faces), decided_by=top.face, per_frame=top.per_frame,
+                  overlay=top.overlay, plot=top.plot, masks=top.masks, face_scores=faces,
+                  **about)
+        row.set_caution(min_face_px)
+        return row
+
+    def set_caution(self, min_face_px: int) -> None:
+        """The caution of the face that decided, under the model's min_face_px (a saved row is
+        reused under the current one)."""
+        decided = [f for f in self.face_scores if f.face == self.decided_by]
+        self.caution = decided[0].caution(min_face_px) if decided else ""
 
     @classmethod
     def failed(cls, video: str, clip: str, reason: str, model_run_id: str) -> "ScoreRow":

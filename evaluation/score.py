@@ -178,9 +178,7 @@ def run_score(inputs: list[str], run_dir: str | Path, out_dir: str | Path,
               and earlier.threshold == threshold and earlier.aggregator == detector.aggregator
               and earlier.preprocessing == params):
             row = earlier  # already scored by this model, threshold, aggregator and preprocessing
-            decided = [f for f in row.face_scores if f.face == row.decided_by]
-            row.caution = decided[0].caution(detector.config.evaluate.min_face_px) if decided \
-                else ""
+            row.set_caution(detector.config.evaluate.min_face_px)
             reused += 1
         else:
             try:
