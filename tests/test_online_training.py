@@ -57,6 +57,24 @@ def test_export_packs_the_run_in_fp16_without_branches_fusion_dropped(trained, t
     assert Detector(out).fusion.weights == {"s1": 0.0, "s2": 1.5}
 
 
+def test_a_run_can_start_from_a_trained_checkpoint(trained, tiny_pool, tmp_path):
+    run, _ = trained
+    start = run / "localize_best.safetensors"
+    # lr 0: the weights stay what was loaded (BatchNorm statistics still move, so they are left out)
+    config = load_config(None, TINY_LOCALIZER + ["localize.meta=false", "localize.epochs=1",
+                                                 "localize.steps_per_epoch=2", "localize.lr=0",
+                                                 f"localize.init_from={start}"])
+    run_localize(tiny_pool, tmp_path / "more", config)
+    (before, _), (after, _) = load_checkpoint(start), load_checkpoint(tmp_path / "more" /
+                                                                      "localize_last.safetensors")
+    learned = [k for k in before if "running_" not in k and "num_batches" not in k]
+    assert len(learned) > 50 and all(torch.equal(before[k], after[k]) for k in learned)
+    other = load_config(None, TINY_LOCALIZER + ["localize.decoder_channels=[16,16,16,16,16]",
+                                                f"localize.init_from={start}"])
+    with pytest.raises(ValueError, match="not the stage2_net"):
+        run_localize(tiny_pool, tmp_path / "other", other)
+
+
 def test_online_meta_learning_and_endless_data_need_steps(tiny_pool, tmp_path):
     config = load_config(None, TINY_LOCALIZER + ["localize.meta=true", "localize.first_order=true",
                                                  "localize.epochs=1", "localize.steps_per_epoch=2"])

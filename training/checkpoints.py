@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from delocate.common.io import load_checkpoint
-from delocate.models.registry import build_model
+from delocate.models.registry import ModelSpec, build_model
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu"
@@ -20,3 +20,16 @@ def load_model(path: str | Path, device: torch.device | str = "cpu"
     model = build_model(sidecar)
     model.load_state_dict(tensors)
     return model.to(device).eval(), sidecar
+
+
+def start_from(model: torch.nn.Module, path: str | Path, spec: ModelSpec) -> int:
+    """Load a trained checkpoint's weights into a freshly built `model` (fine-tuning a run on more
+    steps or other data). The checkpoint must have been built by the same spec: a partial load
+    would silently train a different model. Returns the number of tensors loaded."""
+    tensors, sidecar = load_checkpoint(path)
+    theirs = ModelSpec.of(sidecar)
+    if (theirs.builder, theirs.kwargs) != (spec.builder, spec.kwargs):
+        raise ValueError(f"{path} holds a {theirs.builder} {theirs.kwargs}, not the "
+                         f"{spec.builder} {spec.kwargs} this config builds")
+    model.load_state_dict(tensors)
+    return len(tensors)
