@@ -30,6 +30,7 @@ def start_from(model: torch.nn.Module, path: str | Path, spec: ModelSpec) -> int
     theirs = ModelSpec.of(sidecar)
     if (theirs.builder, theirs.kwargs) != (spec.builder, spec.kwargs):
         raise ValueError(f"{path} holds a {theirs.builder} {theirs.kwargs}, not the "
-                         f"{spec.builder} {spec.kwargs} this config builds")
+                         f"{spec.builder} {spec.kwargs} this config builds: train with the "
+                         "config it came with (config.yaml beside it)")
     model.load_state_dict(tensors)
     return len(tensors)
