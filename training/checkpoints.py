@@ -28,7 +28,7 @@ def start_from(model: torch.nn.Module, path: str | Path, spec: ModelSpec) -> int
     would silently train a different model. Returns the number of tensors loaded."""
     tensors, sidecar = load_checkpoint(path)
     theirs = ModelSpec.of(sidecar)
-    if (theirs.builder, theirs.kwargs) != (spec.builder, spec.kwargs):
+    if theirs != spec:  # the dataclass's equality: same builder, same arguments
         raise ValueError(f"{path} holds a {theirs.builder} {theirs.kwargs}, not the "
                          f"{spec.builder} {spec.kwargs} this config builds: train with the "
                          "config it came with (config.yaml beside it)")
