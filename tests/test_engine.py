@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,9 +11,10 @@ from torch.utils.data import Dataset
 
 from delocate.common.config import TrainConfig
 from delocate.common.io import load_checkpoint, save_checkpoint
-from delocate.models.registry import register
+from delocate.models.registry import ModelSpec, register
 from delocate.training.checkpoints import load_model
 from delocate.training.engine import Engine, NonFiniteLossError
+from delocate.training.stage import StageData, train_stage
 
 from conftest import ROOT
 
@@ -100,6 +102,21 @@ def test_loss_falls_and_checkpoints_rebuild(tmp_path):
     save_checkpoint(tmp_path / "bare.safetensors", tensors, {})
     with pytest.raises(ValueError, match="names no model builder"):
         load_model(tmp_path / "bare.safetensors")
+
+
+def test_any_stage_starts_from_a_checkpoint_of_the_same_model_only(tmp_path):
+    _, first = train(tmp_path / "first")
+    (start, _), data = load_checkpoint(first.best_path), StageData(RandomClips())
+    # lr 0: the weights stay what init_from loaded (the fresh model's own init differs)
+    further = replace(CFG, epochs=1, lr=0.0, init_from=str(first.best_path))
+    model = make_model()
+    assert not torch.equal(model.state_dict()["0.weight"], start["0.weight"])
+    train_stage("toy", model, ModelSpec("toy"), tmp_path / "further", further, data, toy_loss)
+    after, _ = load_checkpoint(tmp_path / "further" / "toy_last.safetensors")
+    assert after.keys() == start.keys() and all(torch.equal(after[k], start[k]) for k in start)
+    with pytest.raises(ValueError, match="not the toy"):
+        train_stage("toy", make_model(), ModelSpec("toy", {"hidden": 8}), tmp_path / "other",
+                    further, data, toy_loss)
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path):

@@ -18,6 +18,7 @@ from delocate.common.config import TrainConfig
 from delocate.common.io import atomic_write_json
 from delocate.common.log import info
 from delocate.models.registry import ModelSpec
+from delocate.training.checkpoints import start_from
 from delocate.training.engine import Engine, EngineResult
 
 
@@ -60,10 +61,14 @@ def train_stage(name: str, model: torch.nn.Module, spec: ModelSpec, run_dir: str
                 optimizer_factory: Callable | None = None, wrap_ddp: bool = True,
                 extra: dict | None = None,
                 after_fit: Callable[[Engine, EngineResult], dict] | None = None) -> TrainSummary:
-    """Fit `model` on `data` (resuming when the run dir holds a state), select the checkpoint on
-    `validate(model, data.val)[select_key]`, write RUN_DIR/<name>_summary.json and return it.
+    """Fit `model` on `data` (starting from `cfg.init_from`'s weights when set; resuming when the
+    run dir holds a state), select the checkpoint on `validate(model, data.val)[select_key]`,
+    write RUN_DIR/<name>_summary.json and return it.
     The stage's own summary fields: `extra` (known before training) and what
     `after_fit(engine, result)` returns (measured on the trained model)."""
+    if cfg.init_from:  # after the stage's own initialisation (e.g. ImageNet): the checkpoint wins
+        loaded = start_from(model, cfg.init_from, ModelSpec.of(spec))
+        info(f"{name}: starts from {cfg.init_from} ({loaded} tensors)")
     if data.description:
         info(f"{name}: {data.description}")
     evaluate_fn = (lambda m: validate(m, data.val)) \
