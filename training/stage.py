@@ -67,7 +67,7 @@ def train_stage(name: str, model: torch.nn.Module, spec: ModelSpec, run_dir: str
     The stage's own summary fields: `extra` (known before training) and what
     `after_fit(engine, result)` returns (measured on the trained model)."""
     if cfg.init_from:  # after the stage's own initialisation (e.g. ImageNet): the checkpoint wins
-        loaded = start_from(model, cfg.init_from, ModelSpec.of(spec))
+        loaded = start_from(model, cfg.init_from, spec)
         info(f"{name}: starts from {cfg.init_from} ({loaded} tensors)")
     if data.description:
         info(f"{name}: {data.description}")
