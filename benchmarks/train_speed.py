@@ -4,11 +4,15 @@ process:
 (a) the model alone: forward + backward + AdamW on one fixed batch, channels_last (as training runs)
     and (baseline) contiguous NCHW;
 (b) the data alone: online pairs made per second in one process (a real face and its fake each);
-(c) end to end: the engine's loop, the DataLoader's workers making pairs while the model trains.
+(c) end to end: the engine's loop, the DataLoader's workers making pairs while the model trains;
+(d) the data loader alone with `--workers` workers (what feeds a GPU, where the model step costs
+    little): workers forked with OpenCV at its default threads (baseline) and at one thread, as
+    the engine starts them.
 
-Prints images/s of each and the ratios (c)/(a) (how much the data costs the training) and
-channels_last / contiguous. Usage:
+Prints images/s of each and the ratios (c)/(a) (how much the data costs the training),
+channels_last / contiguous and one thread / default. Usage:
   python -m benchmarks.train_speed [--pool runs/release/pool] [--config configs/release.yaml]
+                                   [--workers N] [--json FILE] [--data-only]
 Without --pool it builds a two-person pool from the bundled clips in a temporary folder.
 """
 from __future__ import annotations
@@ -24,9 +28,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from delocate.common.config import PoolConfig, load_config
+from delocate.common.io import atomic_write_json
 from delocate.models.registry import build_model
 from delocate.preprocessing.face_pool import FacePool, assign_people, build_pool, find_sources
 from delocate.stage2_localize.localize import make_loss, stage2_spec
+from delocate.training.engine import start_workers
 from delocate.training.online_data import OnlineFrames
 from delocate.training.pairs import PairMaker
 
@@ -63,11 +69,50 @@ def model_step_rate(model, loss_fn, batch: dict, steps: int, channels_last: bool
     return len(batch["input"]) / float(np.median(times[1:]))
 
 
+def model_rates(model, loss_fn, dataset, cfg, steps: int) -> dict[str, float]:
+    """(a) the model step on one fixed batch, contiguous and channels_last; (c) the engine's loop
+    with its workers."""
+    batch = next(iter(DataLoader(dataset, batch_size=cfg.batch_size,
+                                 sampler=range(cfg.batch_size))))
+    contiguous = model_step_rate(model, loss_fn, batch, steps, channels_last=False)
+    channels_last = model_step_rate(model, loss_fn, batch, steps, channels_last=True)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size,
+                        sampler=range((steps + 1) * cfg.batch_size), num_workers=cfg.num_workers)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times, start = [], time.perf_counter()
+    for batch in start_workers(loader):
+        loss, _ = loss_fn(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+    return {"model_contiguous": contiguous, "model_channels_last": channels_last,
+            "end_to_end": cfg.batch_size / float(np.median(times[1:]))}
+
+
+def loader_rate(dataset, batch_size: int, batches: int, workers: int, one_thread: bool) -> float:
+    """Images/s a DataLoader delivers with no model, after its first batch (workers starting)."""
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=range(batches * batch_size),
+                        num_workers=workers)
+    items = start_workers(loader) if one_thread else iter(loader)
+    next(items)
+    start = time.perf_counter()
+    count = sum(len(batch["label"]) for batch in items)
+    return count / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", default=None, help="a face pool (default: a tiny bundled one)")
     parser.add_argument("--config", default=str(ROOT / "configs" / "release.yaml"))
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data workers for (d) (default: the config's localize.num_workers)")
+    parser.add_argument("--json", default=None, help="also write the rates to this JSON file")
+    parser.add_argument("--data-only", action="store_true",
+                        help="only (b) and (d): on a GPU machine, where (a) and (c) would time the "
+                        "model on its CPU")
     args = parser.parse_args()
     config = load_config(args.config)
     cfg = config.localize
@@ -85,33 +130,37 @@ def main() -> None:
         dataset.maker.make((0, k))
     data_rate = 2 * pairs / (time.perf_counter() - start)
 
-    batch = next(iter(DataLoader(dataset, batch_size=cfg.batch_size,
-                                 sampler=range(cfg.batch_size))))
-    contiguous = model_step_rate(model, loss_fn, batch, args.steps, channels_last=False)
-    channels_last = model_step_rate(model, loss_fn, batch, args.steps, channels_last=True)
+    rates = {"pairs_one_process": data_rate}
+    if not args.data_only:
+        rates.update(model_rates(model, loss_fn, dataset, cfg, args.steps))
 
-    count = (args.steps + 1) * cfg.batch_size
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=range(count),
-                        num_workers=cfg.num_workers)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    times, start = [], time.perf_counter()
-    for batch in loader:
-        loss, _ = loss_fn(model, batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-    end_to_end = cfg.batch_size / float(np.median(times[1:]))
+    workers = max(1, cfg.num_workers if args.workers is None else args.workers)
+    batches = max(4, 2 * workers)
+    rates["loader_default_threads"] = loader_rate(dataset, cfg.batch_size, batches, workers,
+                                                  one_thread=False)
+    rates["loader_one_thread"] = loader_rate(dataset, cfg.batch_size, batches, workers,
+                                             one_thread=True)
 
     print(f"release localizer {cfg.encoder} at {cfg.img_size} px, batch {cfg.batch_size}, "
           f"{torch.get_num_threads()} threads, {cfg.num_workers} data worker(s); pool {pool_dir}")
-    print(f"(a) model step, contiguous (baseline) {contiguous:7.1f} images/s")
-    print(f"(a) model step, channels_last         {channels_last:7.1f} images/s "
-          f"({channels_last / contiguous:.2f}x the baseline)")
+    if not args.data_only:
+        print(f"(a) model step, contiguous (baseline) {rates['model_contiguous']:7.1f} images/s")
+        print(f"(a) model step, channels_last         {rates['model_channels_last']:7.1f} "
+              f"images/s ({rates['model_channels_last'] / rates['model_contiguous']:.2f}x the "
+              "baseline)")
     print(f"(b) online pairs, one process         {data_rate:7.1f} images/s")
-    print(f"(c) end to end (engine loop)          {end_to_end:7.1f} images/s "
-          f"({end_to_end / channels_last:.2f}x the model alone)")
+    if not args.data_only:
+        print(f"(c) end to end (engine loop)          {rates['end_to_end']:7.1f} images/s "
+              f"({rates['end_to_end'] / rates['model_channels_last']:.2f}x the model alone)")
+    print(f"(d) data loader, {workers} worker(s), OpenCV default threads (baseline) "
+          f"{rates['loader_default_threads']:7.1f} images/s")
+    print(f"(d) data loader, {workers} worker(s), one OpenCV thread each          "
+          f"{rates['loader_one_thread']:7.1f} images/s "
+          f"({rates['loader_one_thread'] / rates['loader_default_threads']:.2f}x the baseline)")
+    if args.json:
+        atomic_write_json(Path(args.json), {**rates, "loader_workers": workers,
+                                            "img_size": cfg.img_size,
+                                            "batch_size": cfg.batch_size})
     shutil.rmtree(scratch, ignore_errors=True)
 
 

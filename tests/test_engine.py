@@ -144,3 +144,31 @@ def test_two_process_gloo_training(tmp_path):
     log = (tmp_path / "log.jsonl").read_text().splitlines()
     assert len(log) == 2  # only rank 0 logs
     assert (tmp_path / "toy_best.safetensors").is_file()
+
+
+class ThreadsSeen(RandomClips):
+    """Toy items that also say how many threads OpenCV had where they were made."""
+
+    def __getitem__(self, i):
+        import cv2
+
+        cv2.GaussianBlur(np.zeros((64, 64), np.float32), (5, 5), 1)  # OpenCV's pool at work
+        return {**super().__getitem__(i), "threads": cv2.getNumThreads()}
+
+
+def test_data_workers_make_items_on_one_opencv_thread(tmp_path):
+    import cv2
+
+    cv2.setNumThreads(2)
+    cv2.GaussianBlur(np.zeros((64, 64), np.float32), (5, 5), 1)  # the parent's pool is running
+    seen = []
+
+    def loss(model, batch):
+        seen.extend(batch["threads"].tolist())
+        return toy_loss(model, batch)
+
+    engine = Engine("toy", make_model(), tmp_path, replace(CFG, epochs=1, num_workers=2),
+                    ThreadsSeen(), loss, {"builder": "toy"})
+    engine.fit()  # (setting the count inside a forked worker instead would hang here)
+    assert seen and set(seen) == {1}
+    assert cv2.getNumThreads() == 2  # the parent's own count is given back

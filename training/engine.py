@@ -19,8 +19,9 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -71,6 +72,21 @@ def default_device() -> torch.device:
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu")
+
+
+def start_workers(loader: DataLoader) -> Iterator:
+    """iter(loader), its worker processes forked while OpenCV runs one thread: N workers then make
+    items on N cores, instead of each spreading its resizes and blurs over every core and all of
+    them starving one another. (It has to be set before the fork: cv2.setNumThreads inside a
+    forked worker hangs, OpenCV's thread pool not surviving the fork.)"""
+    if not loader.num_workers:
+        return iter(loader)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return iter(loader)
+    finally:
+        cv2.setNumThreads(before)
 
 
 def move(batch: dict, device: torch.device) -> dict:
@@ -212,11 +228,13 @@ class Engine:
             self.train_set.set_epoch(epoch)
             loader = DataLoader(self.train_set, batch_size=self.cfg.batch_size,
                                 sampler=self.epoch_indices(epoch), drop_last=True,
-                                num_workers=self.cfg.num_workers)
+                                num_workers=self.cfg.num_workers,
+                                pin_memory=self.device.type == "cuda")
             self.model.train()
             losses: list[float] = []
-            bar = progress(loader, f"{self.name} epoch {epoch + 1}/{self.cfg.epochs}",
-                           total=len(loader), unit="step")
+            bar = progress(start_workers(loader),
+                           f"{self.name} epoch {epoch + 1}/{self.cfg.epochs}", total=len(loader),
+                           unit="step")
             for step, batch in enumerate(bar):
                 batch = move(batch, self.device)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
