@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     packing = verbs.add_parser("pack", help="pool -> archive")
     packing.add_argument("pool")
     packing.add_argument("archive")
-    packing.add_argument("--quality", type=int, default=92, help="WebP quality, 1-100")
+    packing.add_argument("--quality", type=int, default=92,
+                         help="WebP quality, 1-100 (above 100: lossless, ~5x larger)")
     unpacking = verbs.add_parser("unpack", help="archive -> pool")
     unpacking.add_argument("archive")
     unpacking.add_argument("pool")

@@ -30,7 +30,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
     "$carry"/wheels/*.whl || exit 1
 mkdir -p /tmp/shim && ln -sfn "$PWD" /tmp/shim/delocate
 export PYTHONPATH=/tmp/site:/tmp/shim${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-nvidia-smi -L 2>/dev/null; echo "cores: $(nproc)"
+nvidia-smi -L 2>/dev/null; echo "cores: $(nproc)"; df -h /dev/shm  # workers hand batches over in it
 
 python3 -m delocate.preprocessing.pool_archive unpack "$carry/pool" /tmp/pool \
     --workers "$(nproc)" || exit 1
@@ -38,13 +38,13 @@ workers=$(python3 -c "import yaml; print(yaml.safe_load(open('$config'))['locali
 python3 -m benchmarks.train_speed --data-only --pool /tmp/pool --config "$config" \
     --workers "$workers" --json "$out/data_rate.json" || exit 1
 
-# steps per epoch from the measured rate: 85% of it, less a fixed cost for building the fixed
-# validation pairs and starting the workers each epoch
+# steps per epoch from the measured rate: 85% of it, over the budget less the start (model, pool),
+# the fixed validation pairs and each epoch's worker start and validation
 steps=$(python3 - "$config" "$out/data_rate.json" "$train_seconds" <<'EOF'
 import json, sys, yaml
 config, rates, seconds = yaml.safe_load(open(sys.argv[1])), json.load(open(sys.argv[2])), float(sys.argv[3])
 cfg = config["localize"]
-rate = 0.85 * max(rates["loader_one_thread"], rates["loader_default_threads"])
+rate = 0.85 * rates["loader_one_thread"]  # the engine forks its workers that way
 usable = seconds - 30 - 2 * config["online"]["val_pairs"] / rate - 5 * cfg["epochs"]
 print(max(10, int(usable * rate / cfg["batch_size"] / cfg["epochs"])))
 EOF
