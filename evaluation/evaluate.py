@@ -121,6 +121,13 @@ class Evaluation:
                                                         [r["video"][score] for r in scored])
         if not self.thresholds:
             info("no validation clips with both classes: accuracy is reported at 0.5 only")
+        # what the choices were made on, for choosing between runs too: rankings and masks of the
+        # validation videos (no accuracy: the thresholds were fitted to these very videos)
+        self.validation = {
+            "clips": len(val_records), "data": self.chosen_on,
+            "video_auc": {score: {subset: m["auc"] for subset, m in rows.items()}
+                          for score, rows in _table(val_records, "video", {}, 0).items()},
+            "iou": {subset: m["iou"] for subset, m in _localization_table(val_records).items()}}
         if fit and "fused" in self.thresholds:
             atomic_write_json(self.run_dir / "threshold.json", {
                 "threshold": self.thresholds["fused"], "chosen_on": self.chosen_on,
@@ -146,6 +153,7 @@ class Evaluation:
             "frame": _table(records, "frame", self.thresholds, 0),
             "localization": _localization_table(records),
             "clips": len(records),
+            "validation": self.validation,
         }
         out_dir = Path(out_dir) if out_dir else self.run_dir / f"eval_{split}"
         atomic_write_json(out_dir / "metrics.json", result)
@@ -183,4 +191,12 @@ def format_tables(result: dict) -> str:
         for method, m in result["localization"].items():
             lines.append(f"  {method:<14}{m['clips']:>6}{m['iou']:>8.3f}{m['pbca']:>8.3f}"
                          f"{m['iinc']:>8.3f}")
+    validation = result.get("validation")
+    if validation and "fused" in validation["video_auc"]:
+        aucs = " · ".join(f"{k} {v:.3f}" for k, v in validation["video_auc"]["fused"].items())
+        lines.append(f"\nvalidation ({validation['clips']} videos of {validation['data']}; "
+                     f"what thresholds and fusion were chosen on)\n  video AUC fused: {aucs}")
+        if validation["iou"]:
+            ious = " · ".join(f"{k} {v:.3f}" for k, v in validation["iou"].items())
+            lines.append(f"  mask IoU: {ious}")
     return "\n".join(lines)

@@ -13,9 +13,13 @@
 # It measures the pair rate the machine's cores give (benchmarks/train_speed.py --data-only), sizes
 # the steps of configs/release-lent-gpu.yaml to TRAIN_SECONDS (default 400), trains (a timeout
 # stops it if the estimate was off: every finished epoch has its checkpoint), and copies the best
-# checkpoint, its sidecar, the config and the logs to $OUT. Back here, put them in a run folder and
-# choose and report as for any run (--stage evaluate on the release's held-out cache: the
-# threshold from the validation people, numbers on the test people and the dev set).
+# checkpoint, its sidecar, the config and the logs to $OUT. Back here, those files are a run folder
+# (R) that --stage evaluate reads; threshold and fusion come from the validation people, whose
+# numbers it prints last ("validation ...": the video AUC the ship-or-not rule compares with the
+# shipped model's); the test people and the dev set are reported only, never chosen on:
+#   python run_pipeline.py --stage evaluate --run R --data runs/release/heldout_cache --split test
+#   python run_pipeline.py --stage evaluate --run R --data runs/release/dev_cache --split all \
+#       --val-data runs/release/heldout_cache
 set -uo pipefail
 train_seconds=${1:-400}
 carry=${CARRY:-.carry}

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from delocate.common.config import load_config
+from delocate.common.metrics import roc_auc
+from delocate.evaluation.detector import Detector
+from delocate.evaluation.evaluate import predict_split
 from delocate.preprocessing.demo_data import build_demo_dataset, export_split_videos
 from delocate.preprocessing.sample_cache import read_index
 from delocate.run_pipeline import main
@@ -90,6 +93,15 @@ def test_evaluate_writes_tables(trained_run, demo_cache, capsys):
     assert 0 <= metrics["video"]["fused"]["all"]["auc"] <= 1
     assert metrics["threshold_chosen_on"].endswith("(val split)")
     assert (trained_run / "threshold.json").is_file()
+    # the validation videos' numbers (what runs are chosen by) come with the tables, and are
+    # the val split's own: its video AUC, recomputed here from its predictions
+    validation = metrics["validation"]
+    assert "validation (" in printed and validation["data"] == metrics["threshold_chosen_on"]
+    detector = Detector(trained_run)
+    val = predict_split(detector, demo_cache, "val")
+    assert validation["clips"] == len(val)
+    expected = roc_auc([r["label"] for r in val], [r["video"]["fused"] for r in val])
+    assert validation["video_auc"]["fused"]["all"] == pytest.approx(expected)
     # evaluating the val split with thresholds from the same split is refused
     assert main(["--stage", "evaluate", "--data", str(demo_cache), "--run", str(trained_run),
                  "--split", "val"]) == 2
