@@ -159,16 +159,20 @@ class ThreadsSeen(RandomClips):
 def test_data_workers_make_items_on_one_opencv_thread(tmp_path):
     import cv2
 
+    before = cv2.getNumThreads()
     cv2.setNumThreads(2)
-    cv2.GaussianBlur(np.zeros((64, 64), np.float32), (5, 5), 1)  # the parent's pool is running
-    seen = []
+    try:
+        cv2.GaussianBlur(np.zeros((64, 64), np.float32), (5, 5), 1)  # the parent's pool runs
+        seen = []
 
-    def loss(model, batch):
-        seen.extend(batch["threads"].tolist())
-        return toy_loss(model, batch)
+        def loss(model, batch):
+            seen.extend(batch["threads"].tolist())
+            return toy_loss(model, batch)
 
-    engine = Engine("toy", make_model(), tmp_path, replace(CFG, epochs=1, num_workers=2),
-                    ThreadsSeen(), loss, {"builder": "toy"})
-    engine.fit()  # (setting the count inside a forked worker instead would hang here)
-    assert seen and set(seen) == {1}
-    assert cv2.getNumThreads() == 2  # the parent's own count is given back
+        engine = Engine("toy", make_model(), tmp_path, replace(CFG, epochs=1, num_workers=2),
+                        ThreadsSeen(), loss, {"builder": "toy"})
+        engine.fit()  # (setting the count inside a forked worker instead would hang here)
+        assert seen and set(seen) == {1}
+        assert cv2.getNumThreads() == 2  # the parent's own count is given back
+    finally:
+        cv2.setNumThreads(before)
