@@ -131,12 +131,20 @@ def build_source(source: PoolSource, folder: Path, cfg: PoolConfig, analyzer: Fa
     track = analyzer.track(frames)  # ValueError when no frame has a face
     keep = np.flatnonzero(track.face_found)
     crops, points, sides = zip(*(wide_crop(frames[t], track.landmarks[t], cfg) for t in keep))
-    buffer = io.BytesIO()
-    np.save(buffer, np.stack(crops))
-    atomic_write_bytes(folder / f"{source.id}.npy", buffer.getvalue())
-    atomic_save_npz(folder / f"{source.id}.npz", landmarks=np.stack(points).astype(np.float32),
-                    native_side=np.array(sides, np.float32), frame_index=frame_index[keep])
+    write_source(folder, source.id, np.stack(crops), np.stack(points), np.array(sides),
+                 frame_index[keep])
     return len(keep)
+
+
+def write_source(folder: Path, source_id: str, crops: np.ndarray, landmarks: np.ndarray,
+                 native_side: np.ndarray, frame_index: np.ndarray) -> None:
+    """One source's files: its crops (.npy), then its geometry (.npz), whose presence marks the
+    source done."""
+    buffer = io.BytesIO()
+    np.save(buffer, crops)
+    atomic_write_bytes(folder / f"{source_id}.npy", buffer.getvalue())
+    atomic_save_npz(folder / f"{source_id}.npz", landmarks=np.asarray(landmarks, np.float32),
+                    native_side=np.asarray(native_side, np.float32), frame_index=frame_index)
 
 
 def build_pool(sources: list[PoolSource], out_dir: str | Path, cfg: PoolConfig) -> list[PoolSource]:

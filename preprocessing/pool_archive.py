@@ -20,7 +20,6 @@ packed splits' sources counted), and per source `<id>.npz`: webp uint8 [total by
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
@@ -29,9 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from delocate.common.io import atomic_save_npz, atomic_write_bytes, atomic_write_json
+from delocate.common.io import atomic_save_npz, atomic_write_json
 from delocate.common.log import info, progress
-from delocate.preprocessing.face_pool import is_pool
+from delocate.preprocessing.face_pool import is_pool, write_source
 
 GEOMETRY = ("landmarks", "native_side", "frame_index")
 
@@ -94,10 +93,7 @@ def _unpack_source(archive: Path, folder: Path, source_id: str, size: int) -> No
         webp, offsets = saved["webp"], saved["offsets"]
         geometry = {key: saved[key] for key in GEOMETRY}
     crops = np.stack([decode_crop(webp[a:b], size) for a, b in zip(offsets[:-1], offsets[1:])])
-    buffer = io.BytesIO()
-    np.save(buffer, crops)
-    atomic_write_bytes(folder / f"{source_id}.npy", buffer.getvalue())
-    atomic_save_npz(folder / f"{source_id}.npz", **geometry)  # last: marks the source done
+    write_source(folder, source_id, crops, **geometry)
 
 
 def unpack(archive_dir: str | Path, pool_dir: str | Path, workers: int = 1) -> Path:
