@@ -1,5 +1,6 @@
 """--stage evaluate: frame- and video-level detection tables for s1, s2 and the fused score, per
-manipulation method, and localization metrics; metrics.json in the output folder.
+manipulation method, localization metrics, and the fused video scores by source (the same-source
+AUC: calibration across people apart from detection); metrics.json in the output folder.
 
 The verdict threshold is chosen on VALIDATION data: the val split of the same cache, or, in the
 cross-dataset mode, of another cache (--val-data, e.g. the training cache). Nothing is ever selected
@@ -14,7 +15,7 @@ import numpy as np
 from delocate.common.io import atomic_write_json
 from delocate.common.log import info, progress
 from delocate.common.metrics import (best_threshold, bootstrap_auc, detection_metrics,
-                                     localization_metrics)
+                                     localization_metrics, roc_auc)
 from delocate.evaluation.detector import Detector
 from delocate.evaluation.fusion import fit_fusion
 from delocate.preprocessing.sample_cache import ClipCache
@@ -33,6 +34,7 @@ def predict_split(detector: Detector, cache: Path, split: str) -> list[dict]:
         clip = clips.load(row.clip)
         pred = detector.predict_clip(clip)
         record = {"clip": row.clip, "label": row.label, "method": row.method, "split": split,
+                  "source": str(clip.meta.get("source") or ""),
                   "video": {"s1": pred.s1, "s2": pred.s2, "dadf": pred.dadf, "fused": pred.fused},
                   "frames": {"s1": pred.s1_frames, "s2": pred.s2_frames, "dadf": pred.dadf_frames,
                              "fused": pred.frame_fused()},
@@ -85,6 +87,34 @@ def _localization_table(records: list[dict]) -> dict:
     return out
 
 
+def _by_source(records: list[dict], score: str = "fused") -> dict:
+    """Video scores per source (the person, or the real video a fake was made from: the dataset
+    layout's `source`), and the AUC of fakes against real videos of the same source only.
+
+    The pooled AUC compares every fake with every real video; the same-source AUC asks only whether
+    forgeries score above their own source's real videos. The gap between the two is what
+    calibration across sources costs (unseen faces or footage scoring high as a whole), as opposed
+    to forgeries the model does not see. Empty when no source has both classes."""
+    sources: dict[str, dict[int, list[float]]] = {}
+    for r in records:
+        if r["source"] and r["video"][score] is not None:
+            sources.setdefault(r["source"], {0: [], 1: []})[r["label"]].append(r["video"][score])
+    both = {k: v for k, v in sources.items() if v[0] and v[1]}
+    if not both:
+        return {}
+    rows = {k: {"real": len(v[0]), "fake": len(v[1]), "mean_real": float(np.mean(v[0])),
+                "mean_fake": float(np.mean(v[1])),
+                "auc": roc_auc([0] * len(v[0]) + [1] * len(v[1]), v[0] + v[1])}
+            for k, v in sorted(both.items())}
+    # each same-source (fake, real) pair counts once, ties half: each source's AUC times its pairs
+    pairs = sum(r["real"] * r["fake"] for r in rows.values())
+    wins = sum(r["auc"] * r["real"] * r["fake"] for r in rows.values())
+    chosen = [r for r in records if r["source"] in both]
+    pooled = roc_auc([r["label"] for r in chosen], [r["video"][score] for r in chosen])
+    return {"score": score, "same_source_auc": wins / pairs, "pooled_auc": pooled,
+            "sources": rows}
+
+
 def _refuse(cache: Path, val_cache: Path, split: str, fit: bool, out_dir) -> None:
     if cache == val_cache and split == "val":
         raise ValueError("evaluating the val split: pass --val-data with another cache to choose "
@@ -127,7 +157,8 @@ class Evaluation:
             "clips": len(val_records), "data": self.chosen_on,
             "video_auc": {score: {subset: m["auc"] for subset, m in rows.items()}
                           for score, rows in _table(val_records, "video", {}, 0).items()},
-            "iou": {subset: m["iou"] for subset, m in _localization_table(val_records).items()}}
+            "iou": {subset: m["iou"] for subset, m in _localization_table(val_records).items()},
+            "same_source_auc": _by_source(val_records).get("same_source_auc")}
         if fit and "fused" in self.thresholds:
             atomic_write_json(self.run_dir / "threshold.json", {
                 "threshold": self.thresholds["fused"], "chosen_on": self.chosen_on,
@@ -152,6 +183,7 @@ class Evaluation:
             "video": _table(records, "video", self.thresholds, bootstrap),
             "frame": _table(records, "frame", self.thresholds, 0),
             "localization": _localization_table(records),
+            "by_source": _by_source(records),
             "clips": len(records),
             "validation": self.validation,
         }
@@ -191,6 +223,17 @@ def format_tables(result: dict) -> str:
         for method, m in result["localization"].items():
             lines.append(f"  {method:<14}{m['clips']:>6}{m['iou']:>8.3f}{m['pbca']:>8.3f}"
                          f"{m['iinc']:>8.3f}")
+    by_source = result.get("by_source")
+    if by_source:
+        lines.append(f"\nby source ({by_source['score']} video score, {result['split']}): fakes "
+                     f"against their own source's real videos AUC "
+                     f"{by_source['same_source_auc']:.3f}, against all real videos "
+                     f"{by_source['pooled_auc']:.3f} (the gap: calibration across sources)")
+        lines.append(f"  {'source':<20}{'real':>5}{'fake':>5}{'mean real':>11}{'mean fake':>11}"
+                     f"{'AUC':>7}")
+        for source, m in by_source["sources"].items():
+            lines.append(f"  {source[:20]:<20}{m['real']:>5}{m['fake']:>5}{m['mean_real']:>11.3f}"
+                         f"{m['mean_fake']:>11.3f}{m['auc']:>7.3f}")
     validation = result.get("validation")
     if validation and "fused" in validation["video_auc"]:
         aucs = " · ".join(f"{k} {v:.3f}" for k, v in validation["video_auc"]["fused"].items())
@@ -199,4 +242,7 @@ def format_tables(result: dict) -> str:
         if validation["iou"]:
             ious = " · ".join(f"{k} {v:.3f}" for k, v in validation["iou"].items())
             lines.append(f"  mask IoU: {ious}")
+        if validation.get("same_source_auc") is not None:
+            lines.append(f"  fakes against their own source's real videos: AUC "
+                         f"{validation['same_source_auc']:.3f}")
     return "\n".join(lines)

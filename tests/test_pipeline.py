@@ -11,7 +11,7 @@ import pytest
 from delocate.common.config import load_config
 from delocate.common.metrics import roc_auc
 from delocate.evaluation.detector import Detector
-from delocate.evaluation.evaluate import predict_split
+from delocate.evaluation.evaluate import _by_source, predict_split
 from delocate.preprocessing.demo_data import build_demo_dataset, export_split_videos
 from delocate.preprocessing.sample_cache import read_index
 from delocate.run_pipeline import main
@@ -102,6 +102,9 @@ def test_evaluate_writes_tables(trained_run, demo_cache, capsys):
     assert validation["clips"] == len(val)
     expected = roc_auc([r["label"] for r in val], [r["video"]["fused"] for r in val])
     assert validation["video_auc"]["fused"]["all"] == pytest.approx(expected)
+    # and the same-source AUC, from the same predictions (the demo's fakes keep their source)
+    assert validation["same_source_auc"] == pytest.approx(_by_source(val)["same_source_auc"])
+    assert "by_source" in metrics and "own source's real videos" in printed
     # evaluating the val split with thresholds from the same split is refused
     assert main(["--stage", "evaluate", "--data", str(demo_cache), "--run", str(trained_run),
                  "--split", "val"]) == 2
