@@ -53,6 +53,14 @@ def bundled_pool(scratch: Path) -> Path:
     return scratch / "pool"
 
 
+def train_step(model, loss_fn, optimizer, batch: dict) -> None:
+    """forward + backward + AdamW, as the engine steps."""
+    loss, _ = loss_fn(model, batch)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def model_step_rate(model, loss_fn, batch: dict, steps: int, channels_last: bool) -> float:
     """images/s of forward + backward + AdamW on `batch`."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -61,10 +69,7 @@ def model_step_rate(model, loss_fn, batch: dict, steps: int, channels_last: bool
     times = []
     for _ in range(steps + 1):  # the first step warms up and is not counted
         start = time.perf_counter()
-        loss, _ = loss_fn(model, batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, loss_fn, optimizer, batch)
         times.append(time.perf_counter() - start)
     return len(batch["input"]) / float(np.median(times[1:]))
 
@@ -81,10 +86,7 @@ def model_rates(model, loss_fn, dataset, cfg, steps: int) -> dict[str, float]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     times, start = [], time.perf_counter()
     for batch in start_workers(loader):
-        loss, _ = loss_fn(model, batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, loss_fn, optimizer, batch)
         times.append(time.perf_counter() - start)
         start = time.perf_counter()
     return {"model_contiguous": contiguous, "model_channels_last": channels_last,
