@@ -198,8 +198,11 @@ def _parse_label(value: str, where: str) -> int:
 
 
 def discover_manifest(csv_path: Path) -> list[VideoEntry]:
-    """A CSV with columns path, label[, method, source, split, mask_path]; paths relative to the
-    CSV's folder. mask_path: a fake's full-frame masks, one per video frame (.npz with key `mask`,
+    """A CSV with columns path, label[, method, source, identity, split, mask_path]; paths relative
+    to the CSV's folder. The source id (who the video shows: splits and per-source tables group by
+    it) is `identity` where the CSV has one, else `source`, else the file name; a manifest that
+    keeps `source` for provenance (e.g. "target=in/a.mp4; donors=b") names the person in
+    `identity`. mask_path: a fake's full-frame masks, one per video frame (.npz with key `mask`,
     uint8 [T, H, W], > 127 = forged; or a mask video). Listed files that do not exist are kept:
     preprocessing reports each as a failed row."""
     with csv_path.open(newline="") as handle:
@@ -207,7 +210,7 @@ def discover_manifest(csv_path: Path) -> list[VideoEntry]:
         columns = set(reader.fieldnames or [])
         if not {"path", "label"} <= columns:
             raise LayoutError(f"{csv_path}: manifest needs columns path,label "
-                              f"(optional method,source,split); found {sorted(columns)}")
+                              f"(optional method,source,identity,split); found {sorted(columns)}")
         entries = []
         for line, row in enumerate(reader, start=2):
             path = Path(row["path"])
@@ -220,8 +223,8 @@ def discover_manifest(csv_path: Path) -> list[VideoEntry]:
             mask = (row.get("mask_path") or "").strip()
             mask_path = None if not mask else Path(mask) if Path(mask).is_absolute() \
                 else csv_path.parent / mask
-            entry = VideoEntry(full, row["path"], label, method,
-                               (row.get("source") or "").strip() or path.stem, split,
+            source = (row.get("identity") or "").strip() or (row.get("source") or "").strip()
+            entry = VideoEntry(full, row["path"], label, method, source or path.stem, split,
                                dataset="manifest")
             if mask_path is not None and mask_path.suffix.lower() in (".npz", ".npy"):
                 entry.mask_file = mask_path

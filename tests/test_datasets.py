@@ -217,3 +217,18 @@ def test_one_split_rule_from_discovery_to_training(tmp_path):
     write_index(cache, [{"clip": p, "video": f"{p}.mp4", "label": 0, "method": "real", "split": "",
                          "status": "ok"} for p in people[:4]])
     assert {r.clip: r.split for r in select_rows(cache)} == {p: hash_split(p) for p in people[:4]}
+
+
+def test_manifest_identity_column_names_the_source(tmp_path):
+    """Where a manifest keeps provenance in `source` and the person in `identity`, the person is
+    the source id (splits and by-source tables group a fake with its person's real video);
+    without `identity`, `source` is, and without either, the file name."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label,method,identity,source\n"
+                        "real/ann.mp4,real,real,ann,in/ann_1.mp4 (repo@abc)\n"
+                        "fake/swap/ann.mp4,fake,swap,ann,target=in/ann_1.mp4; donors=bob:48\n"
+                        "real/bob.mp4,real,real,,bob_src\n"
+                        "real/cid.mp4,real,real,,\n")
+    _, entries = discover(manifest)
+    assert [e.source for e in entries] == ["ann", "ann", "bob_src", "cid"]
+    assert entries[0].split == entries[1].split == hash_split("ann")

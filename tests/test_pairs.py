@@ -1,4 +1,5 @@
 """Online training pairs from a face pool: labels, masks, exactness, reproducibility."""
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -83,6 +84,12 @@ def test_clips_and_fixed_sets(pool):
     fixed = fixed_set(clips, 3)
     assert len(fixed) == 6 and list(fixed.labels) == [0, 1] * 3
     assert fixed[1]["video"].shape == (3, 4, 32, 32)
+    # made in forked workers (OpenCV at one thread there), the very same items; OpenCV's own
+    # thread count is back afterwards
+    threads = cv2.getNumThreads()
+    forked = fixed_set(clips, 3, workers=2)
+    assert cv2.getNumThreads() == threads
+    assert all(torch.equal(a["video"], b["video"]) for a, b in zip(fixed, forked))
 
 
 def test_meta_batches_forge_each_half_with_its_own_methods(pool):

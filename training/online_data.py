@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from delocate.common.config import Config
 from delocate.meta.splits import split_by_method
 from delocate.preprocessing.face_pool import FacePool
+from delocate.training.engine import start_workers
 from delocate.training.inputs import frame_tensors, normalize, resize_frames
 from delocate.training.pairs import PairMaker
 
@@ -108,9 +109,10 @@ class FixedSet(Dataset):
 
 
 def fixed_set(dataset: OnlinePairs, pairs: int, workers: int = 0) -> FixedSet:
-    """The first `pairs` pairs of `dataset`, made once (in `workers` processes)."""
+    """The first `pairs` pairs of `dataset`, made once (in `workers` processes, forked with OpenCV
+    at one thread as the training loader's are)."""
     loader = DataLoader(dataset, batch_size=None, sampler=range(2 * pairs), num_workers=workers)
-    return FixedSet(list(loader))
+    return FixedSet(list(start_workers(loader)))
 
 
 def training_methods(config: Config) -> list[str]:
