@@ -88,7 +88,7 @@ def test_clips_and_fixed_sets(pool):
     # thread count is back afterwards
     threads = cv2.getNumThreads()
     forked = fixed_set(clips, 3, workers=2)
-    assert cv2.getNumThreads() == threads
+    assert cv2.getNumThreads() == threads and len(forked) == len(fixed)
     assert all(torch.equal(a["video"], b["video"]) for a, b in zip(fixed, forked))
 
 
