@@ -201,6 +201,9 @@ class LocalizeConfig(TrainConfig):
     # (tu-tf_efficientnet_lite0/1/2, mobilenet_v2; models/pretrained.py) | none: random init
     encoder_weights: str = "none"
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    # how the classifier pools the encoder's deepest features: avg (paper) | avgmax (avg and max
+    # concatenated, for forgeries that cover a small part of the face; models/localizer.py)
+    cls_pool: str = "avg"
     img_size: int = 128  # stage 2 works per frame at this size (paper: 224)
     map_size: int = 32  # side of the mapped face (paper: 56 at 224)
     meta: bool = True  # meta-train / meta-test episodes over manipulation types
@@ -211,6 +214,8 @@ class LocalizeConfig(TrainConfig):
     w_map: float = 1.0
     w_loc: float = 1.0
     w_cls: float = 1.0
+    # each online fake's score above its own real frame's (stage2_localize/losses.py: pair_loss)
+    w_pair: float = 0.0
     optimizer: str = "adamw"  # adamw | sgd (paper: SGD lr 0.1, momentum 0.9, wd 5e-4)
     momentum: float = 0.9
     use_mapping: bool = True  # Table 7 ablations: without mapping ...
@@ -220,6 +225,7 @@ class LocalizeConfig(TrainConfig):
     def __post_init__(self) -> None:
         _one_of("localize.encoder_weights", self.encoder_weights, ("imagenet", "none"))
         _one_of("localize.loc_loss", self.loc_loss, ("mse", "bce", "bce_dice"))
+        _one_of("localize.cls_pool", self.cls_pool, ("avg", "avgmax"))
         _one_of("localize.optimizer", self.optimizer, ("adamw", "sgd"))
 
 

@@ -21,7 +21,8 @@ from delocate.models.pretrained import input_norm
 class Stage2Net(nn.Module):
     def __init__(self, encoder_name: str = "tu-seresnet18", map_size: int = 56,
                  use_mapping: bool = True, use_localizer: bool = True,
-                 decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)):
+                 decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+                 cls_pool: str = "avg"):
         super().__init__()
         if not (use_mapping or use_localizer):
             raise ValueError("stage 2 needs the mapping module or the localizer (or both)")
@@ -30,7 +31,7 @@ class Stage2Net(nn.Module):
         self.input_norm = input_norm(encoder_name)
         self.mapping = MappingModule(map_size) if use_mapping else None
         self.localizer = Localizer(encoder_name, 6 if use_mapping else 3,
-                                   decoder_channels) if use_localizer else None
+                                   decoder_channels, cls_pool) if use_localizer else None
         self.mask_from_map = None if use_localizer else nn.Conv2d(3, 1, kernel_size=1)
         feature_dim = (MappingModule.feature_dim if use_mapping else 0) + \
             (self.localizer.feature_dim if use_localizer else 0)

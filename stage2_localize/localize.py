@@ -34,7 +34,9 @@ from delocate.training.stage import train_stage
 def stage2_spec(cfg: LocalizeConfig) -> ModelSpec:
     return ModelSpec("stage2_net", {
         "encoder_name": cfg.encoder, "map_size": cfg.map_size, "use_mapping": cfg.use_mapping,
-        "use_localizer": cfg.use_localizer, "decoder_channels": list(cfg.decoder_channels)})
+        "use_localizer": cfg.use_localizer, "decoder_channels": list(cfg.decoder_channels),
+        # named only when not the default: runs from before the option still resume and start from
+        **({"cls_pool": cfg.cls_pool} if cfg.cls_pool != "avg" else {})})
 
 
 # --- recovered faces (stage 1 -> stage 2 targets) -------------------------------------------------
@@ -97,7 +99,8 @@ def _optimizer(cfg: LocalizeConfig):
 
 def make_loss(cfg: LocalizeConfig):
     def loss_of(out, batch):
-        total, _ = stage2_loss(out, batch, cfg.loc_loss, cfg.w_map, cfg.w_loc, cfg.w_cls)
+        total, _ = stage2_loss(out, batch, cfg.loc_loss, cfg.w_map, cfg.w_loc, cfg.w_cls,
+                               cfg.w_pair)
         return total
 
     def plain(model, batch):

@@ -43,12 +43,28 @@ def cls_loss(logit: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logit.float(), label.float())
 
 
+def pair_loss(logit: torch.Tensor, label: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Each fake's logit above its own real frame's: mean softplus(real - fake) over the batch's
+    online pairs (items 2p and 2p + 1 of one pair sit side by side, real first). Unlike the
+    label's BCE, it gives nothing for scoring a person's real faces low as a whole, only for what
+    the forgery changed."""
+    real, fake = logit[0::2].float(), logit[1::2].float()
+    if logit.shape[0] % 2 or not (torch.equal(index[0::2] // 2, index[1::2] // 2)
+                                  and bool((label[0::2] == 0).all() and (label[1::2] == 1).all())):
+        raise ValueError("the pair loss needs online pairs (--data POOL) in batches of whole pairs")
+    return F.softplus(real - fake).mean()
+
+
 def stage2_loss(out: dict, batch: dict, loc_kind: str = "mse", w_map: float = 1.0,
-                w_loc: float = 1.0, w_cls: float = 1.0) -> tuple[torch.Tensor, dict]:
+                w_loc: float = 1.0, w_cls: float = 1.0,
+                w_pair: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Total loss and its parts for one batch of stage-2 outputs."""
     parts = {"cls": cls_loss(out["cls_logit"], batch["label"]),
              "loc": loc_loss(out["mask_logits"], batch["mask"], loc_kind)}
     if "mapped" in out and "recovered" in batch:
         parts["map"] = map_loss(out["mapped"], batch["recovered"])
-    total = w_cls * parts["cls"] + w_loc * parts["loc"] + w_map * parts.get("map", 0.0)
+    if w_pair:
+        parts["pair"] = pair_loss(out["cls_logit"], batch["label"], batch["index"])
+    total = w_cls * parts["cls"] + w_loc * parts["loc"] + w_map * parts.get("map", 0.0) + \
+        w_pair * parts.get("pair", 0.0)
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -6,7 +6,7 @@ import torch
 from delocate.meta.splits import split_by_method
 from delocate.meta.step import meta_step_loss
 from delocate.models.stage2_net import Stage2Net
-from delocate.stage2_localize.losses import loc_loss, stage2_loss
+from delocate.stage2_localize.losses import loc_loss, pair_loss, stage2_loss
 from delocate.stage2_localize.validation import validation_metrics
 from delocate.training.inputs import ClipRow
 
@@ -43,6 +43,44 @@ def test_shapes_and_a_training_step_for_each_ablation(switches):
 def test_no_mapping_and_no_localizer_is_refused():
     with pytest.raises(ValueError):
         Stage2Net(use_mapping=False, use_localizer=False)
+
+
+def test_avgmax_pooling_adds_the_maximum_beside_the_average():
+    from delocate.models.localizer import Localizer
+
+    torch.manual_seed(0)
+    avg, avgmax = Localizer(in_channels=3), Localizer(in_channels=3, cls_pool="avgmax")
+    avgmax.load_state_dict(avg.state_dict())  # same weights: only the pooling differs
+    assert avgmax.feature_dim == 2 * avg.feature_dim
+    face = torch.randn(1, 3, 64, 64)
+    _, pooled = avgmax.eval()(face)
+    _, pooled_avg = avg.eval()(face)
+    half = avg.feature_dim
+    assert torch.allclose(pooled[:, :half], pooled_avg)  # the average is kept as it was
+    deepest = avgmax.unet.encoder(face)[-1]
+    assert torch.allclose(pooled[:, half:], deepest.amax(dim=(2, 3)))
+    net = Stage2Net(map_size=16, use_mapping=False, cls_pool="avgmax")
+    assert net(face)["cls_logit"].shape == (1,)
+    with pytest.raises(ValueError):
+        Localizer(in_channels=3, cls_pool="median")
+
+
+def test_pair_loss_ranks_each_fake_against_its_own_real():
+    label, index = torch.tensor([0.0, 1.0, 0.0, 1.0]), torch.tensor([10, 11, 12, 13])
+    ranked = torch.tensor([-1.0, 1.0, 3.0, 5.0])  # each fake above its own real, not above all
+    swapped = torch.tensor([1.0, -1.0, 5.0, 3.0])
+    assert pair_loss(ranked, label, index) < pair_loss(swapped, label, index)
+    # a whole pair shifted up or down (a person's faces scored high as a whole) costs nothing
+    assert torch.isclose(pair_loss(ranked + torch.tensor([7.0, 7.0, 0, 0]), label, index),
+                         pair_loss(ranked, label, index))
+    out = {"cls_logit": ranked, "mask_logits": torch.zeros(4, 1, 8, 8)}
+    data = {"label": label, "index": index, "mask": torch.zeros(4, 1, 8, 8)}
+    assert "pair" in stage2_loss(out, data, w_pair=1.0)[1]
+    assert "pair" not in stage2_loss(out, data)[1]
+    with pytest.raises(ValueError, match="online pairs"):  # not pairs: a cache's frames
+        pair_loss(ranked, label, torch.tensor([10, 12, 11, 13]))
+    with pytest.raises(ValueError, match="online pairs"):
+        pair_loss(ranked, torch.tensor([1.0, 0.0, 0.0, 1.0]), index)
 
 
 def test_localization_losses():
