@@ -19,6 +19,7 @@ from delocate.common.log import info, progress
 from delocate.meta.step import meta_step_loss
 from delocate.models.pretrained import load_imagenet_encoder, weights_file
 from delocate.models.registry import ModelSpec, build_model
+from delocate.preprocessing.face_pool import is_pool
 from delocate.preprocessing.regions import PART_NAMES
 from delocate.stage2_localize.dadf_train import run_dadf
 from delocate.stage2_localize.frame_sets import frame_sets
@@ -120,6 +121,9 @@ def make_loss(cfg: LocalizeConfig):
 def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict:
     """Train stage 2 on `cache`: a FaceClip cache, or a face pool (online pairs)."""
     cfg = config.localize
+    if cfg.w_pair and not is_pool(cache):
+        raise ValueError(f"localize.w_pair ranks each online fake against its own real frame: "
+                         f"train on a face pool (--stage pool), not the FaceClip cache {cache}")
     cache, run_dir = open_run(cache, run_dir, config)
     torch.manual_seed(cfg.seed)
     spec = stage2_spec(cfg)

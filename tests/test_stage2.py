@@ -83,6 +83,17 @@ def test_pair_loss_ranks_each_fake_against_its_own_real():
         pair_loss(ranked, torch.tensor([1.0, 0.0, 0.0, 1.0]), index)
 
 
+def test_the_pair_loss_is_refused_up_front_without_a_face_pool(tmp_path):
+    from delocate.common.config import Config
+    from delocate.stage2_localize.localize import run_localize
+
+    config = Config()
+    config.localize.w_pair = 1.0
+    with pytest.raises(ValueError, match="face pool"):
+        run_localize(tmp_path / "cache", tmp_path / "run", config)
+    assert not (tmp_path / "run").exists()  # refused before the run dir was made
+
+
 def test_localization_losses():
     target = torch.zeros(1, 1, 8, 8)
     target[..., :4, :] = 1
