@@ -251,12 +251,30 @@ def crop_affine(box: np.ndarray, size: int) -> np.ndarray:
 def warp_crop(image: np.ndarray, box: np.ndarray, size: int, nearest: bool = False,
               replicate: bool = False) -> np.ndarray:
     """Cut `box` out of `image` (any channels) resized to size x size; outside the frame is 0, or
-    the frame's border replicated (`replicate`)."""
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA if (box[2] - box[0]) > size \
-        else cv2.INTER_LINEAR
+    the frame's border replicated (`replicate`). A box larger than the crop is area-averaged down
+    first: cv2.warpAffine has no area filter (INTER_AREA there is bilinear), and a face shrunk by
+    point sampling aliases (moire, jagged edges), texture no training face has."""
+    matrix = crop_affine(box, size)
     border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
-    return cv2.warpAffine(image, crop_affine(box, size), (size, size), flags=interp,
-                          borderMode=border, borderValue=0)
+    shrink = float(box[2] - box[0]) / size
+    if not nearest and shrink > 1.0:
+        height, width = image.shape[:2]
+        x0, y0 = max(0, int(np.floor(box[0])) - 1), max(0, int(np.floor(box[1])) - 1)
+        x1, y1 = min(width, int(np.ceil(box[2])) + 2), min(height, int(np.ceil(box[3])) + 2)
+        if x1 > x0 and y1 > y0:  # (a box wholly outside the frame is all border either way)
+            small_w = max(1, int(np.ceil((x1 - x0) / shrink)))
+            small_h = max(1, int(np.ceil((y1 - y0) / shrink)))
+            image = cv2.resize(image[y0:y1, x0:x1], (small_w, small_h),
+                               interpolation=cv2.INTER_AREA)
+            # the same crop, read from the shrunk region (cv2.resize maps pixel centres)
+            fx, fy = small_w / (x1 - x0), small_h / (y1 - y0)
+            scale = matrix[0, 0]
+            matrix = np.array([[scale / fx, 0.0, scale * (0.5 / fx - 0.5 + x0 - box[0])],
+                               [0.0, scale / fy, scale * (0.5 / fy - 0.5 + y0 - box[1])]],
+                              np.float32)
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, matrix, (size, size), flags=interp, borderMode=border,
+                          borderValue=0)
 
 
 def to_crop_coords(points: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:

@@ -1,9 +1,11 @@
+import cv2
 import numpy as np
 import pytest
 
 from delocate.common.config import PreprocessConfig
 from delocate.preprocessing.datasets import VideoEntry
-from delocate.preprocessing.faces import FaceAnalyzer, crop_square, landmark_model_path
+from delocate.preprocessing.faces import (FaceAnalyzer, crop_affine, crop_square,
+                                          landmark_model_path, warp_crop)
 from delocate.preprocessing.preprocess import preprocess_video
 from delocate.preprocessing.regions import PART_NAMES
 from delocate.preprocessing.tracks import fill_missing, track_faces
@@ -40,6 +42,22 @@ def test_crop_square_margin():
     x0, y0, x1, y1 = crop_square(points, 1.3)
     assert x1 - x0 == pytest.approx(y1 - y0) == pytest.approx(104)
     assert ((x0 + x1) / 2, (y0 + y1) / 2) == pytest.approx((30, 60))
+
+
+def test_warp_crop_shrinks_without_aliasing_and_keeps_the_geometry():
+    # a one-pixel checkerboard shrunk 4x: averaged it is flat grey, point-sampled it stays a pattern
+    board = (np.indices((900, 1200)).sum(0) % 2 * 255).astype(np.uint8)
+    big = np.array([150.0, 2.0, 1046.0, 898.0])
+    crop = warp_crop(board, big, 224)
+    assert abs(float(crop.mean()) - 127.5) < 3 and crop[4:-4, 4:-4].std() < 5
+    # the crop covers exactly the same place as the plain affine warp (smooth picture, any box)
+    ys, xs = np.mgrid[0:900, 0:1200].astype(np.float32)
+    ramp = np.dstack([xs * 0.2, ys * 0.25, (xs + ys) * 0.1])
+    outside, small = np.array([-200.0, -100.0, 472.0, 572.0]), np.array([10.0, 20.0, 110.0, 120.0])
+    for box in (big, outside, small):
+        plain = cv2.warpAffine(ramp, crop_affine(box, 224), (224, 224), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+        assert np.abs(warp_crop(ramp, box, 224, replicate=True) - plain).max() < 0.3
 
 
 def test_landmark_model_is_found_by_path():
