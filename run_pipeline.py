@@ -30,6 +30,9 @@ STAGES = {
             "trains it too when dadf.enabled. --data CACHE|POOL --run RUN_DIR",
     "evaluate": "detection (AUC, EER, ACC, AP) and localization (IoU, PBCA, IINC) tables. "
                 "--data CACHE --run RUN_DIR [--split test]",
+    "robustness": "how the run's verdicts move when the faces are sharpened, blurred, upscaled, "
+                  "noised or JPEG-compressed (no forgery): AUC and videos called fake per "
+                  "processing. --data CACHE --run RUN_DIR [--split test] [--out DIR]",
     "score": "score videos and images, every face: scores.csv, results.jsonl, mask overlays, "
              "index.html. VIDEO|IMAGE|DIR|GLOB ... --out REPORT_DIR [--run RUN_DIR, default: the "
              "shipped model] [--set preprocess.max_faces=1|frame_sampling=exact|...]",
@@ -79,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="synth: comma-separated methods (blend, part-eyes, part-mouth, "
                              "part-nose, swap)")
     parser.add_argument("--split", default="test",
-                        help="evaluate: which split to report (all: every clip of --data)")
+                        help="evaluate, robustness: which split to report (all: every clip of "
+                             "--data)")
     parser.add_argument("--val-data", default=None,
                         help="evaluate: cache whose val split chooses the threshold (cross-dataset "
                              "mode; default: the val split of --data)")
@@ -238,6 +242,16 @@ def stage_evaluate(args, cfg) -> int:
                           args.aggregator)
     print(format_tables(result))
     print(f"\nmetrics -> {Path(result['out_dir']) / 'metrics.json'}")
+    return EXIT_OK
+
+
+def stage_robustness(args, cfg) -> int:
+    from delocate.evaluation.robustness import format_robustness, run_robustness
+
+    _need(args, "data", "run")
+    result = run_robustness(args.data, args.run, args.split, args.out)
+    print(format_robustness(result))
+    print(f"\nrobustness -> {Path(result['out_dir']) / 'robustness.json'}")
     return EXIT_OK
 
 

@@ -92,6 +92,9 @@ class OnlineConfig:
     margin_jitter: float = 0.08  # ... jittered by this much, and shifted by up to
     shift_jitter: float = 0.03  # this share of the crop: landmark noise of a real detector
     image_share: float = 0.35  # share of pairs from photo-only people (when the pool has them)
+    # share of pairs whose footage is sharpened, blurred, resampled or noised before forging
+    # (real and fake alike; never the fixed validation pairs)
+    degrade_share: float = 0.0
     val_pairs: int = 192  # fixed validation pairs (frames) from the pool's val people
     val_clips: int = 48  # fixed validation clip pairs (stage 1)
     seed: int = 0

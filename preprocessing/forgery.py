@@ -172,17 +172,18 @@ def _colour(image: np.ndarray, recipe: Recipe) -> np.ndarray:
     return (out - mean) * recipe.contrast + mean + recipe.brightness
 
 
-def _texture(image: np.ndarray, recipe: Recipe, size: float) -> np.ndarray:
+def texture(image: np.ndarray, resample: float, sharpness: float, size: float) -> np.ndarray:
+    """Downscale by `resample` (< 1) and upscale back, then blur (`sharpness` > 0: sigma in pixels
+    per 100 px of a face `size` px wide) or unsharp-mask (< 0: the amount). A forged source's
+    texture here; the footage's own quality in training pairs (training/pairs.py)."""
     height, width = image.shape[:2]
-    if recipe.resample < 1:
-        small = cv2.resize(image, (max(8, int(width * recipe.resample)),
-                                   max(8, int(height * recipe.resample))),
+    if resample < 1:
+        small = cv2.resize(image, (max(8, int(width * resample)), max(8, int(height * resample))),
                            interpolation=cv2.INTER_AREA)
         image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    if abs(recipe.sharpness) >= 0.05:
-        blurred = cv2.GaussianBlur(image, (0, 0), max(0.3, abs(recipe.sharpness) * size / 100))
-        image = blurred if recipe.sharpness > 0 else \
-            image + (image - blurred) * abs(recipe.sharpness) * 1.5
+    if abs(sharpness) >= 0.05:
+        blurred = cv2.GaussianBlur(image, (0, 0), max(0.3, abs(sharpness) * size / 100))
+        image = blurred if sharpness > 0 else image + (image - blurred) * abs(sharpness) * 1.5
     return image
 
 
@@ -212,7 +213,7 @@ def source_image(target: np.ndarray, landmarks: np.ndarray, recipe: Recipe,
         matrix[:, 2] += recipe.shift * size
         source = cv2.warpAffine(target, matrix, (target.shape[1], target.shape[0]),
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return _texture(_colour(source, recipe), recipe, size)
+    return texture(_colour(source, recipe), recipe.resample, recipe.sharpness, size)
 
 
 def _fit_donor(donor: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray,

@@ -101,3 +101,21 @@ def test_meta_batches_forge_each_half_with_its_own_methods(pool):
         if index % 2:
             side = train_methods if index % 8 < 4 else test_methods
             assert frames[index]["method"] in side
+
+
+def test_degraded_footage_is_carried_by_the_real_and_its_fake_alike(pool):
+    clean = PairMaker(pool, OnlineConfig(codec="none"))
+    degraded = PairMaker(pool, OnlineConfig(codec="none", degrade_share=1.0))
+    moved = []
+    for k in range(12):
+        pair, before = degraded.make((5, k)), clean.make((5, k))
+        # the footage changed (sharpened, blurred, resampled or noised) ...
+        moved.append(np.abs(pair.real.astype(int) - before.real).mean())
+        assert moved[-1] > 0, k
+        # ... under the real face and its fake alike: they still differ only where the forgery is
+        changed = np.any(pair.fake != pair.real, axis=3)
+        near = torch.nn.functional.max_pool2d(
+            torch.from_numpy((pair.touched > 0)[:, None].astype(np.float32)), 3, 1, 1)[:, 0] > 0
+        assert not changed[~near.numpy()].any(), (k, pair.method)
+        assert pair.mask.any(), (k, pair.method)
+    assert np.mean(moved) > 0.3, moved

@@ -12,6 +12,7 @@ with the second.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -134,7 +135,10 @@ def online_sets(pool_dir: str | Path, config: Config,
     if not FacePool.has_split(pool_dir, "val"):
         return train, None, methods, f"online pairs from {pool.describe()}; no validation people"
     val_pool = FacePool(pool_dir, ("val",))
-    val = fixed_set(make(PairMaker(val_pool, config.online, methods), config.online.seed + 1),
+    # the fixed pairs stay clean footage: checkpoints are chosen on the same items whatever the
+    # training pairs' degradations
+    val_online = replace(config.online, degrade_share=0.0)
+    val = fixed_set(make(PairMaker(val_pool, val_online, methods), config.online.seed + 1),
                     val_pairs, workers)
     return train, val, methods, (f"online pairs from {pool.describe()}; validation: {val_pairs} "
                                  f"fixed pairs from {val_pool.describe()}")

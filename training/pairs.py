@@ -6,7 +6,8 @@ Per pair (a fixed function of its key, so runs are reproducible by seed in any D
    consecutive ones;
 2. a source resolution: the frames are scaled so the face crop is `source_scale` x crop_size wide,
    never finer than the footage itself (blend_at=crop instead forges on the final crop, as the fixed
-   synthetic cache did);
+   synthetic cache did); in a share `degrade_share` of pairs the footage itself is then sharpened,
+   blurred, resampled or noised, so the real face and its fake both carry it;
 3. the fake: a method, a recipe and (swap) a donor person, forged frame by frame at that resolution
    (preprocessing/forgery.py); recipes that leave no visible change or no mask are drawn again;
 4. the same lossy round trip for both (JPEG or H.264 at one quality);
@@ -19,6 +20,7 @@ the forgery from its "fake" stream, so the real item of a pair never needs its f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -27,7 +29,7 @@ from delocate.common.config import OnlineConfig
 from delocate.preprocessing.codecs import roundtrip
 from delocate.preprocessing.face_pool import FacePool
 from delocate.preprocessing.faces import crop_square, to_crop_coords, warp_crop
-from delocate.preprocessing.forgery import draw_recipe, forge
+from delocate.preprocessing.forgery import draw_recipe, face_size, forge, texture
 from delocate.preprocessing.synthesis import METHODS, PART_OF_METHOD
 
 MIN_FACE_PX = 64  # the smallest face crop side a source resolution may go down to
@@ -55,6 +57,8 @@ class _View:
     quality: int
     flip: bool
     colour: tuple[float, float, float]  # contrast, brightness, saturation
+    # the footage's own degradation (PairMaker._degradation), also on donors from the same footage
+    degrade: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class PairMaker:
@@ -114,11 +118,38 @@ class PairMaker:
             points, boxes = points * factor, boxes * factor
         return _View(frames, points, boxes, quality, flip, colour)
 
+    @staticmethod
+    def _degradation(rng: np.random.Generator, size: float) -> Callable[[np.ndarray], np.ndarray]:
+        """The footage's own quality, before anything is forged in it: in-camera sharpening, a
+        soft lens or focus, upscaled video or sensor noise, one of them, the same on every frame
+        of the footage. The shipped models called sharpened real faces fake (forged sources are
+        sharpened too): carried by the real face and its fake alike, a global look tells them
+        nothing. `size`: the face's width in working pixels."""
+        kind = int(rng.integers(4))
+        if kind == 3:  # sensor noise, drawn afresh for every frame as a camera's is
+            sigma = float(rng.uniform(1.5, 5.0))
+            noise = np.random.default_rng(rng.integers(1 << 31))
+
+            def change(frames: np.ndarray) -> np.ndarray:
+                return frames + noise.normal(0.0, sigma, frames.shape).astype(np.float32)
+        else:
+            resample = float(rng.uniform(0.4, 0.85)) if kind == 2 else 1.0
+            sharpness = (-float(rng.uniform(0.3, 1.2)) if kind == 0 else
+                         float(rng.uniform(0.3, 1.0)) if kind == 1 else 0.0)
+
+            def change(frames: np.ndarray) -> np.ndarray:
+                return np.stack([texture(f, resample, sharpness, size) for f in frames])
+
+        return lambda frames: np.clip(change(frames.astype(np.float32)) + 0.5, 0, 255
+                                      ).astype(np.uint8)
+
     # --- the forgery -----------------------------------------------------------------------------
     def _donor(self, rng: np.random.Generator, person: str, method: str, source: int,
-               picks: np.ndarray, shape: tuple) -> tuple[np.ndarray | None, np.ndarray | None]:
+               picks: np.ndarray, view: _View) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Donor frames and landmarks at the working resolution: another person (swap), another
-        moment of the same footage (part methods on video), or none (self-blend)."""
+        moment of the same footage (part methods on video; degraded as the footage is), or none
+        (self-blend)."""
+        shape = view.frames.shape[1:3]
         if method == "swap":
             others = [p for p in self.pool.people if p != person]
             donor_source, donor_picks = self._frames(rng, others[int(rng.integers(len(others)))],
@@ -136,6 +167,8 @@ class PairMaker:
             interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
             frames = np.stack([cv2.resize(f, shape[1::-1], interpolation=interp) for f in frames])
             points = points * factor
+        if donor_source == source and view.degrade is not None:
+            frames = view.degrade(frames)
         return frames, points
 
     def _forge(self, rng: np.random.Generator, view: _View, person: str, source: int,
@@ -146,8 +179,7 @@ class PairMaker:
         for _ in range(6):
             method = methods[int(rng.integers(len(methods)))]
             recipe = draw_recipe(rng, method)
-            donor, donor_points = self._donor(rng, person, method, source, picks,
-                                              view.frames.shape[1:3])
+            donor, donor_points = self._donor(rng, person, method, source, picks, view)
             forged = [forge(frame, points, recipe,
                             None if donor is None else donor[t],
                             None if donor_points is None else donor_points[t])
@@ -198,6 +230,11 @@ class PairMaker:
         person = self._person(rng, num_frames)
         source, picks = self._frames(rng, person, num_frames)
         view = self._view(rng, source, picks)
+        if self.cfg.degrade_share and rng.random() < self.cfg.degrade_share:  # (no draw at 0:
+            # pairs stay those of runs from before the option)
+            view.degrade = self._degradation(rng, float(np.mean([face_size(p)
+                                                                 for p in view.landmarks])))
+            view.frames = view.degrade(view.frames)
         real, zeros = self._finish(view, view.frames, None)
         if not fake:
             return Pair(real, None, zeros, "", person)

@@ -3,8 +3,8 @@
 Only what scoring needs goes in: each branch's best checkpoint in fp16 safetensors with its JSON
 sidecar (a branch whose fitted fusion weight is 0 adds nothing and is left out), config.yaml,
 threshold.json and fusion.json (both chosen on validation data by --stage evaluate), the metrics of
-evaluate's tables for the model card, and people.json (who trained, who was held out) when the run
-comes from --stage release. At most 30 MB.
+evaluate's tables and of --stage robustness on the test split for the model card, and people.json
+(who trained, who was held out) when the run comes from --stage release. At most 30 MB.
 """
 from __future__ import annotations
 
@@ -62,9 +62,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path = SHIPPED) -> Path:
                            and (s["frames"] or split == "test")})
             for split in ("train", "val", "test")})
     metrics = {}
-    for split in ("eval_test", "eval_dev"):
-        if (run / split / "metrics.json").is_file():
-            metrics[split] = json.loads((run / split / "metrics.json").read_text())
+    for split, name in (("eval_test", "metrics.json"), ("eval_dev", "metrics.json"),
+                        ("robustness_test", "robustness.json")):
+        if (run / split / name).is_file():
+            metrics[split] = json.loads((run / split / name).read_text())
     atomic_write_json(out / "metrics.json", metrics)
     size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     if size > MAX_BYTES:

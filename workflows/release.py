@@ -10,7 +10,9 @@
 4. evaluation: fusion weights and the verdict threshold fitted on the validation people's videos,
    tables on the test people's (`OUT/run/eval_test`);
 5. when `release.dev_set` exists: the third-party forgeries scored and tabled (`OUT/run/eval_dev`),
-   for the model card only. Nothing is selected on it, and it is never trained on.
+   for the model card only. Nothing is selected on it, and it is never trained on;
+6. robustness: the test people's videos again with their faces sharpened, blurred, upscaled,
+   noised or JPEG-compressed (`OUT/run/robustness_test`; evaluation/robustness.py).
 
 Then `--stage export --run OUT/run` packs the run into the package (models/release).
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 from delocate.common.config import Config
 from delocate.common.log import Steps, info
 from delocate.evaluation.evaluate import Evaluation, format_tables
+from delocate.evaluation.robustness import format_robustness, run_robustness
 from delocate.preprocessing.datasets import discover
 from delocate.preprocessing.face_pool import assign_people, build_pool, find_sources
 from delocate.preprocessing.forge_videos import forge_videos
@@ -75,12 +78,15 @@ def run_release(out_dir: str | Path, config: Config) -> int:
     result = step("evaluate on the test people", evaluation.tables, heldout, "test")
     dev = step("dev set (third-party forgeries)", evaluate_dev, resolve(config.release.dev_set),
                evaluation, config)
+    robustness = step("robustness on the test people (benign processing)", run_robustness,
+                      heldout, run, "test")
     print(f"\ntest people ({', '.join(sorted({s.person for s in sources if s.split == 'test'}))}):")
     print(format_tables(result))
     if dev is not None:
         print(f"\ndev set {resolve(config.release.dev_set)} "
               "(third-party forgeries; reported only):")
         print(format_tables(dev))
+    print(f"\nrobustness: {format_robustness(robustness)}")
     print(f"\n{step.summary()}")
     print(f"\nrun: {run}\npack it into the package: python run_pipeline.py --stage export "
           f"--run {run}")
