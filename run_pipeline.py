@@ -30,9 +30,8 @@ STAGES = {
             "trains it too when dadf.enabled. --data CACHE|POOL --run RUN_DIR",
     "evaluate": "detection (AUC, EER, ACC, AP) and localization (IoU, PBCA, IINC) tables. "
                 "--data CACHE --run RUN_DIR [--split test]",
-    "robustness": "how the run's verdicts move when the faces are sharpened, blurred, upscaled, "
-                  "noised or JPEG-compressed (no forgery): AUC and videos called fake per "
-                  "processing. --data CACHE --run RUN_DIR [--split test] [--out DIR]",
+    "robustness": "AUC and verdicts after sharpening, blur, upscaling, noise, JPEG 40 of the "
+                  "faces (no forgery). --data CACHE --run RUN_DIR [--split test] [--out DIR]",
     "score": "score videos and images, every face: scores.csv, results.jsonl, mask overlays, "
              "index.html. VIDEO|IMAGE|DIR|GLOB ... --out REPORT_DIR [--run RUN_DIR, default: the "
              "shipped model] [--set preprocess.max_faces=1|frame_sampling=exact|...]",
@@ -58,10 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                "preprocess --input videos/ --out cache/",
     )
     parser.add_argument("--stage", required=True, choices=list(STAGES), help="what to run (below)")
-    parser.add_argument("inputs", nargs="*",
-                        help="videos, images, folders or globs (--stage score)")
-    parser.add_argument("--config", default=None,
-                        help="YAML config (default: configs/cpu-tiny.yaml next to this file)")
+    parser.add_argument("inputs", nargs="*", help="videos, images, folders, globs (--stage score)")
+    parser.add_argument("--config", help="YAML config (default: configs/cpu-tiny.yaml beside this)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set preprocess.num_frames=16")
     parser.add_argument("--input", help="preprocess: a folder, a glob, a video or a manifest .csv")
@@ -82,8 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="synth: comma-separated methods (blend, part-eyes, part-mouth, "
                              "part-nose, swap)")
     parser.add_argument("--split", default="test",
-                        help="evaluate, robustness: which split to report (all: every clip of "
-                             "--data)")
+                        help="evaluate, robustness: the split to report (all: every clip)")
     parser.add_argument("--val-data", default=None,
                         help="evaluate: cache whose val split chooses the threshold (cross-dataset "
                              "mode; default: the val split of --data)")
@@ -249,9 +245,7 @@ def stage_robustness(args, cfg) -> int:
     from delocate.evaluation.robustness import format_robustness, run_robustness
 
     _need(args, "data", "run")
-    result = run_robustness(args.data, args.run, args.split, args.out)
-    print(format_robustness(result))
-    print(f"\nrobustness -> {Path(result['out_dir']) / 'robustness.json'}")
+    print(format_robustness(run_robustness(args.data, args.run, args.split, args.out)))
     return EXIT_OK
 
 
@@ -298,8 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: finished work is saved; run the same command again to resume",
-              file=sys.stderr)
+        print("interrupted: work done is saved; rerun the same command to resume", file=sys.stderr)
         return 130
 
 

@@ -124,4 +124,6 @@ def format_robustness(result: dict) -> str:
         lines.append(f"  {name:<11}{m['auc']:>7.3f}{ci_text:>14}{m['mean_real']:>11.3f}"
                      f"{m['mean_fake']:>11.3f}{m['real_called_fake']:>12} / {m['real']:<3}"
                      f"{m['fake_called_fake']:>12} / {m['fake']:<3}")
+    if "out_dir" in result:
+        lines.append(f"\nrobustness -> {Path(result['out_dir']) / 'robustness.json'}")
     return "\n".join(lines)
