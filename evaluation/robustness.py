@@ -46,9 +46,9 @@ def _noise(sigma: float) -> Processing:
     return apply
 
 
-# name -> processing of uint8 [T, S, S, 3] crops (None: as preprocessed). Strengths sit inside
-# what the online pairs' footage degradation draws (training/pairs.py), about what phones and
-# video editors apply.
+# name -> processing of uint8 [T, S, S, 3] crops (None: as preprocessed). The first four sit
+# inside what the online pairs' footage degradation draws (training/pairs.py), about what phones
+# and video editors apply; JPEG 40 is below the pairs' lowest quality (50).
 PROCESSINGS: dict[str, Processing | None] = {
     "none": None,
     "sharpen": _textured(1.0, -0.8),  # unsharp mask, sigma 0.8 % of the face width, amount 1.2

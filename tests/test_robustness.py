@@ -1,6 +1,7 @@
 """--stage robustness: benign processings of the face crops, scored by a run at its threshold."""
 import json
 import zlib
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -53,11 +54,10 @@ def test_a_row_counts_verdicts_at_the_threshold():
 def test_the_stage_scores_every_processing_with_the_runs_threshold(clip, tmp_path, capsys):
     cache = tmp_path / "cache"
     fake = clip.frames.copy()
-    fake[:, 60:120, 60:160] = cv2.GaussianBlur(fake[:, 60:120, 60:160].reshape(-1, 100, 3),
-                                               (0, 0), 3).reshape(fake[:, 60:120, 60:160].shape)
+    fake[:, 60:120, 60:160] = 255 - fake[:, 60:120, 60:160]  # any other picture will do
     rows = []
     for name, frames, label in (("real", clip.frames, 0), ("fake", fake, 1)):
-        clip.__class__(**{**clip.__dict__, "frames": frames}).save(cache / f"{name}.npz")
+        replace(clip, frames=frames).save(cache / f"{name}.npz")
         rows.append({"clip": name, "video": f"{name}.mp4", "label": label,
                      "method": "real" if label == 0 else "blend", "split": "test", "faces": 1,
                      "face_frames": clip.num_frames, "status": "ok"})

@@ -122,7 +122,7 @@ class PairMaker:
     def _degradation(rng: np.random.Generator, size: float) -> Callable[[np.ndarray], np.ndarray]:
         """The footage's own quality, before anything is forged in it: in-camera sharpening, a
         soft lens or focus, upscaled video or sensor noise, one of them, the same on every frame
-        of the footage. The shipped models called sharpened real faces fake (forged sources are
+        of the footage. The shipped model called sharpened real faces fake (forged sources are
         sharpened too): carried by the real face and its fake alike, a global look tells them
         nothing. `size`: the face's width in working pixels."""
         kind = int(rng.integers(4))
