@@ -23,7 +23,7 @@ from delocate.common.log import progress
 from delocate.common.metrics import bootstrap_auc, roc_auc
 from delocate.evaluation.detector import Detector
 from delocate.preprocessing.codecs import roundtrip
-from delocate.preprocessing.forgery import face_size, texture
+from delocate.preprocessing.forgery import face_size, texture_frames
 from delocate.preprocessing.sample_cache import ClipCache, FaceClip
 from delocate.training.inputs import select_rows
 
@@ -33,10 +33,7 @@ Processing = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 def _textured(resample: float, sharpness: float) -> Processing:
     """forgery.texture's resampling and blur / unsharp mask (sigma relative to the face's width),
     frame by frame."""
-    def apply(frames: np.ndarray, size: float, rng: np.random.Generator) -> np.ndarray:
-        out = np.stack([texture(f.astype(np.float32), resample, sharpness, size) for f in frames])
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-    return apply
+    return lambda frames, size, rng: texture_frames(frames, resample, sharpness, size)
 
 
 def _noise(sigma: float) -> Processing:

@@ -187,6 +187,13 @@ def texture(image: np.ndarray, resample: float, sharpness: float, size: float) -
     return image
 
 
+def texture_frames(frames: np.ndarray, resample: float, sharpness: float, size: float
+                   ) -> np.ndarray:
+    """`texture` on every frame of uint8 [T, H, W, 3] footage, back to uint8 (rounded)."""
+    out = np.stack([texture(f.astype(np.float32), resample, sharpness, size) for f in frames])
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def source_image(target: np.ndarray, landmarks: np.ndarray, recipe: Recipe,
                  donor: np.ndarray | None = None, donor_landmarks: np.ndarray | None = None
                  ) -> np.ndarray:

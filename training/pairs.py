@@ -29,7 +29,7 @@ from delocate.common.config import OnlineConfig
 from delocate.preprocessing.codecs import roundtrip
 from delocate.preprocessing.face_pool import FacePool
 from delocate.preprocessing.faces import crop_square, to_crop_coords, warp_crop
-from delocate.preprocessing.forgery import draw_recipe, face_size, forge, texture
+from delocate.preprocessing.forgery import draw_recipe, face_size, forge, texture_frames
 from delocate.preprocessing.synthesis import METHODS, PART_OF_METHOD
 
 MIN_FACE_PX = 64  # the smallest face crop side a source resolution may go down to
@@ -129,19 +129,13 @@ class PairMaker:
         if kind == 3:  # sensor noise, drawn afresh for every frame as a camera's is
             sigma = float(rng.uniform(1.5, 5.0))
             noise = np.random.default_rng(rng.integers(1 << 31))
-
-            def change(frames: np.ndarray) -> np.ndarray:
-                return frames + noise.normal(0.0, sigma, frames.shape).astype(np.float32)
-        else:
-            resample = float(rng.uniform(0.4, 0.85)) if kind == 2 else 1.0
-            sharpness = (-float(rng.uniform(0.3, 1.2)) if kind == 0 else
-                         float(rng.uniform(0.3, 1.0)) if kind == 1 else 0.0)
-
-            def change(frames: np.ndarray) -> np.ndarray:
-                return np.stack([texture(f, resample, sharpness, size) for f in frames])
-
-        return lambda frames: np.clip(change(frames.astype(np.float32)) + 0.5, 0, 255
-                                      ).astype(np.uint8)
+            return lambda frames: np.clip(
+                frames.astype(np.float32) + noise.normal(0.0, sigma, frames.shape)
+                .astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
+        resample = float(rng.uniform(0.4, 0.85)) if kind == 2 else 1.0
+        sharpness = (-float(rng.uniform(0.3, 1.2)) if kind == 0 else
+                     float(rng.uniform(0.3, 1.0)) if kind == 1 else 0.0)
+        return lambda frames: texture_frames(frames, resample, sharpness, size)
 
     # --- the forgery -----------------------------------------------------------------------------
     def _donor(self, rng: np.random.Generator, person: str, method: str, source: int,
