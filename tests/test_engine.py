@@ -92,8 +92,9 @@ def test_loss_falls_and_checkpoints_rebuild(tmp_path):
     tensors, sidecar = load_checkpoint(result.best_path)
     assert sidecar["builder"] == "toy" and sidecar["stage"] == "toy"
     assert sidecar["epoch"] == result.best_epoch
-    best_val = min(r["val"] for r in log)
-    assert result.best_metric == pytest.approx(best_val)  # selected on validation, not training
+    best_record = min(log, key=lambda r: r["val"])
+    assert result.best_metric == pytest.approx(best_record["val"])  # on validation, not training
+    assert result.best_epoch == best_record["epoch"]  # the log's count, from 1
     register("toy", make_model)
     model, sidecar = load_model(result.best_path)
     assert not model.training and sidecar["epoch"] == result.best_epoch

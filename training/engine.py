@@ -49,7 +49,7 @@ class NonFiniteLossError(RuntimeError):
 @dataclass
 class EngineResult:
     best_metric: float | None
-    best_epoch: int | None
+    best_epoch: int | None  # counted from 1, as in log.jsonl
     epochs_run: int
     best_path: Path
     last_path: Path
@@ -276,10 +276,11 @@ class Engine:
                 self.log.write(**record)
                 selected = metrics.get(self.select_key, -train_loss if self.select_mode == "max"
                                        else train_loss)
-                self._save_model("last", epoch, metrics)
+                # epochs leave the engine counted from 1, as the log and the progress bar count them
+                self._save_model("last", epoch + 1, metrics)
                 if self._better(selected, best):
-                    best, best_epoch = float(selected), epoch
-                    self._save_model("best", epoch, metrics)
+                    best, best_epoch = float(selected), epoch + 1
+                    self._save_model("best", epoch + 1, metrics)
                 self._save_state(epoch, best, best_epoch)
                 info(f"{self.name} epoch {epoch + 1}: train loss {train_loss:.4f}"
                      + "".join(f", {k} {v:.4f}" for k, v in metrics.items()
