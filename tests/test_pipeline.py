@@ -10,6 +10,7 @@ import pytest
 
 from delocate.common.config import load_config
 from delocate.common.metrics import roc_auc
+from delocate.evaluation.compare import COLUMNS, run_row
 from delocate.evaluation.detector import Detector
 from delocate.evaluation.evaluate import _by_source, predict_split
 from delocate.preprocessing.demo_data import build_demo_dataset, export_split_videos
@@ -105,6 +106,14 @@ def test_evaluate_writes_tables(trained_run, demo_cache, capsys):
     # and the same-source AUC, from the same predictions (the demo's fakes keep their source)
     assert validation["same_source_auc"] == pytest.approx(_by_source(val)["same_source_auc"])
     assert "by_source" in metrics and "own source's real videos" in printed
+    # the runs-side-by-side row reads these very numbers; no dev set evaluated here: "–"
+    row = dict(zip(COLUMNS, run_row(trained_run, "tiny")))
+    assert row["val video AUC"] == f"{validation['video_auc']['fused']['all']:.3f}"
+    assert row["test video AUC"] == f"{metrics['video']['fused']['all']['auc']:.3f}"
+    assert row["test IoU"] == f"{metrics['localization']['all']['iou']:.3f}"
+    assert row["dev video AUC (by method)"] == row["dev IoU"] == "–"
+    best_epoch = json.loads((trained_run / "localize_summary.json").read_text())["best_epoch"]
+    assert row["selected epoch (its val AUC / IoU)"].startswith(f"{best_epoch} (0.")
     # evaluating the val split with thresholds from the same split is refused
     assert main(["--stage", "evaluate", "--data", str(demo_cache), "--run", str(trained_run),
                  "--split", "val"]) == 2
