@@ -171,6 +171,8 @@ class Engine:
         save_checkpoint(self.path(kind), self.module.state_dict(), sidecar)
 
     def _save_state(self, epoch: int, best: float | None, best_epoch: int | None) -> None:
+        # "epoch": the index of the last finished epoch (resume starts after it); "best_epoch":
+        # counted from 1, as everything a person reads (log, sidecars, summary)
         state = {"epoch": epoch, "best": best if best is not None else float("nan"),
                  "best_epoch": -1 if best_epoch is None else best_epoch,
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
