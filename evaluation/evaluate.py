@@ -94,7 +94,9 @@ def _by_source(records: list[dict], score: str = "fused") -> dict:
     The pooled AUC compares every fake with every real video; the same-source AUC asks only whether
     forgeries score above their own source's real videos. The gap between the two is what
     calibration across sources costs (unseen faces or footage scoring high as a whole), as opposed
-    to forgeries the model does not see. Empty when no source has both classes."""
+    to forgeries the model does not see. Where a source has several real clips, the gap also holds
+    what a fake shares with the clip it was made from (pose, light, moment): the model card measures
+    that part apart. Empty when no source has both classes."""
     sources: dict[str, dict[int, list[float]]] = {}
     for r in records:
         if r["source"] and r["video"][score] is not None:
@@ -228,7 +230,8 @@ def format_tables(result: dict) -> str:
         lines.append(f"\nby source ({by_source['score']} video score, {result['split']}): fakes "
                      f"against their own source's real videos AUC "
                      f"{by_source['same_source_auc']:.3f}, against all real videos "
-                     f"{by_source['pooled_auc']:.3f} (the gap: calibration across sources)")
+                     f"{by_source['pooled_auc']:.3f} (the gap: calibration across sources, and "
+                     f"what a fake shares with the real clip it was made from)")
         lines.append(f"  {'source':<20}{'real':>5}{'fake':>5}{'mean real':>11}{'mean fake':>11}"
                      f"{'AUC':>7}")
         for source, m in by_source["sources"].items():
