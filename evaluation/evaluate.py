@@ -94,9 +94,9 @@ def _by_source(records: list[dict], score: str = "fused") -> dict:
     The pooled AUC compares every fake with every real video; the same-source AUC asks only whether
     forgeries score above their own source's real videos. The gap between the two is what
     calibration across sources costs (unseen faces or footage scoring high as a whole), as opposed
-    to forgeries the model does not see. Where a source has several real clips, the gap also holds
-    what a fake shares with the clip it was made from (pose, light, moment): the model card measures
-    that part apart. Empty when no source has both classes."""
+    to forgeries the model does not see. A source's real videos often include the one a fake was
+    made from, so the gap also holds what the two share (pose, light, moment): the model card
+    measures that part apart. Empty when no source has both classes."""
     sources: dict[str, dict[int, list[float]]] = {}
     for r in records:
         if r["source"] and r["video"][score] is not None:
