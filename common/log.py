@@ -38,6 +38,14 @@ class JsonLineLog:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
 
 
+def read_json_lines(path: str | Path) -> list[dict]:
+    """What a JsonLineLog wrote to `path`, oldest first (none when the file is not there)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 class Steps:
     """Runs the named steps of a long job (the demo, the release), saying each as it starts and
     keeping its time for the closing summary."""

@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+from delocate.common.log import read_json_lines
+
 COLUMNS = ("run", "val video AUC", "val mask IoU (blend / swap)", "val same-source AUC",
            "test video AUC", "test IoU", "dev video AUC (by method)", "dev IoU", "threshold",
            "selected epoch (its val AUC / IoU)")
@@ -40,12 +42,11 @@ def selected_epoch(run: Path, stage: str = "localize") -> str:
     summary = _read(run / f"{stage}_summary.json")
     keys = [k for k in summary if k.startswith("best_") and k not in ("best_checkpoint",
                                                                       "best_epoch")]
-    log = run / "log.jsonl"
-    if not keys or summary[keys[0]] is None or not log.is_file():
+    if not keys or summary[keys[0]] is None:
         return "–"
     select, value = keys[0][len("best_"):], summary[keys[0]]
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    kept = [r for r in records if r.get("stage") == stage and r.get(select) == value]
+    kept = [r for r in read_json_lines(run / "log.jsonl")
+            if r.get("stage") == stage and r.get(select) == value]
     if not kept:
         return "–"
     record = kept[-1]
