@@ -2,7 +2,8 @@
 process:
 
 (a) the model alone: forward + backward + AdamW on one fixed batch, channels_last (as training runs)
-    and (baseline) contiguous NCHW;
+    and (baseline) contiguous NCHW; and channels_last under bf16 autocast, which training uses on
+    CUDA only (on a CPU with AMX it is a candidate, measured here, not used);
 (b) the data alone: online pairs made per second in one process (a real face and its fake each);
 (c) end to end: the engine's loop, the DataLoader's workers making pairs while the model trains;
 (d) the data loader alone with `--workers` workers (what feeds a GPU, where the model step costs
@@ -10,7 +11,7 @@ process:
     the engine starts them.
 
 Prints images/s of each and the ratios (c)/(a) (how much the data costs the training),
-channels_last / contiguous and one thread / default. Usage:
+channels_last / contiguous, bf16 / fp32 and one thread / default. Usage:
   python -m benchmarks.train_speed [--pool runs/release/pool] [--config configs/release.yaml]
                                    [--workers N] [--json FILE] [--data-only]
 Without --pool it builds a two-person pool from the bundled clips in a temporary folder.
@@ -53,23 +54,25 @@ def bundled_pool(scratch: Path) -> Path:
     return scratch / "pool"
 
 
-def train_step(model, loss_fn, optimizer, batch: dict) -> None:
-    """forward + backward + AdamW, as the engine steps."""
-    loss, _ = loss_fn(model, batch)
+def train_step(model, loss_fn, optimizer, batch: dict, bf16: bool = False) -> None:
+    """forward (under bf16 autocast if asked) + backward + AdamW, as the engine steps."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss, _ = loss_fn(model, batch)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
 
 
-def model_step_rate(model, loss_fn, batch: dict, steps: int, channels_last: bool) -> float:
-    """images/s of forward + backward + AdamW on `batch`."""
+def model_step_rate(model, loss_fn, batch: dict, steps: int, channels_last: bool,
+                    bf16: bool = False) -> float:
+    """images/s of forward + backward + AdamW on `batch` (the loss under bf16 autocast if asked)."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=layout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     times = []
     for _ in range(steps + 1):  # the first step warms up and is not counted
         start = time.perf_counter()
-        train_step(model, loss_fn, optimizer, batch)
+        train_step(model, loss_fn, optimizer, batch, bf16)
         times.append(time.perf_counter() - start)
     return len(batch["input"]) / float(np.median(times[1:]))
 
@@ -81,6 +84,7 @@ def model_rates(model, loss_fn, dataset, cfg, steps: int) -> dict[str, float]:
                                  sampler=range(cfg.batch_size))))
     contiguous = model_step_rate(model, loss_fn, batch, steps, channels_last=False)
     channels_last = model_step_rate(model, loss_fn, batch, steps, channels_last=True)
+    bf16 = model_step_rate(model, loss_fn, batch, steps, channels_last=True, bf16=True)
     loader = DataLoader(dataset, batch_size=cfg.batch_size,
                         sampler=range((steps + 1) * cfg.batch_size), num_workers=cfg.num_workers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -90,6 +94,7 @@ def model_rates(model, loss_fn, dataset, cfg, steps: int) -> dict[str, float]:
         times.append(time.perf_counter() - start)
         start = time.perf_counter()
     return {"model_contiguous": contiguous, "model_channels_last": channels_last,
+            "model_channels_last_bf16": bf16,
             "end_to_end": cfg.batch_size / float(np.median(times[1:]))}
 
 
@@ -150,6 +155,9 @@ def main() -> None:
         print(f"(a) model step, channels_last         {rates['model_channels_last']:7.1f} "
               f"images/s ({rates['model_channels_last'] / rates['model_contiguous']:.2f}x the "
               "baseline)")
+        print(f"(a) model step, channels_last, bf16   {rates['model_channels_last_bf16']:7.1f} "
+              f"images/s ({rates['model_channels_last_bf16'] / rates['model_channels_last']:.2f}x "
+              "fp32 channels_last)")
     print(f"(b) online pairs, one process         {data_rate:7.1f} images/s")
     if not args.data_only:
         print(f"(c) end to end (engine loop)          {rates['end_to_end']:7.1f} images/s "
