@@ -263,7 +263,15 @@ class EvalConfig:
     # a scored face smaller than this (its landmark box's larger side, source pixels) gets a
     # caution in the report: the model was not shown to work there (0: no caution)
     min_face_px: int = 0
+    # the side stage 2 reads each frame at when scoring (0: localize.img_size, the size it trained
+    # at). A network trained on crops resized to 160 px ranked videos better when it read them at
+    # the crop's own 224 px, unresampled (MODEL_CARD.md, "Read at the crop's own size")
+    input_size: int = 0
 
     def __post_init__(self) -> None:
         _one_of("evaluate.fusion", self.fusion, ("fitted", "mean"))
+        if self.input_size < 0 or self.input_size % 32:
+            # the U-Net halves its input five times and adds the skips back
+            raise ConfigError(f"evaluate.input_size {self.input_size}: 0 (the training size) or "
+                              "a multiple of 32")
         _one_of("evaluate.aggregator", self.aggregator, ("mean", "max", "confident"))

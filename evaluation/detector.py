@@ -87,6 +87,8 @@ class Detector:
             path = self.run_dir / name
             if path.is_file():
                 digest.update(path.read_bytes())
+        if self.stage2 is not None:  # the same weights read at another size score differently
+            digest.update(f"stage-2 input {self.input_size}".encode())
         return digest.hexdigest()[:12]
 
     @property
@@ -99,6 +101,11 @@ class Detector:
             data = json.loads(path.read_text())
             return float(data["threshold"]), data.get("chosen_on", "validation")
         return 0.5, "default 0.5 (run --stage evaluate to choose one on validation data)"
+
+    @property
+    def input_size(self) -> int:
+        """The side stage 2 reads frames at: evaluate.input_size, else the size it trained at."""
+        return self.config.evaluate.input_size or self.config.localize.img_size
 
     @torch.no_grad()
     def _s1_windows(self, clip: FaceClip) -> tuple[np.ndarray, np.ndarray]:
@@ -118,10 +125,10 @@ class Detector:
         return scores, scores[owners]
 
     @torch.no_grad()
-    def _frames(self, model, clip: FaceClip, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-        """A per-frame model (stage 2 or DADF): frame scores [T] and masks [T, S, S] at crop
-        size."""
-        size = self.config.localize.img_size
+    def _frames(self, model, clip: FaceClip, size: int,
+                batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """A per-frame model (stage 2 or DADF) reading frames at `size`: frame scores [T] and
+        masks [T, S, S] at crop size."""
         norm = getattr(model, "input_norm", "imagenet")
         scores, masks = [], []
         for start in range(0, clip.num_frames, batch_size):
@@ -142,11 +149,12 @@ class Detector:
             windows, s1_frames = self._s1_windows(clip)
             s1 = aggregate(windows, self.aggregator)
         if self.stage2 is not None:
-            s2_frames, masks = self._frames(self.stage2, clip)
+            s2_frames, masks = self._frames(self.stage2, clip, self.input_size)
             s2 = aggregate(s2_frames[voting], self.aggregator)
         dadf = dadf_frames = None
         if self.dadf is not None:
-            dadf_frames, dadf_masks = self._frames(self.dadf, clip)
+            dadf_frames, dadf_masks = self._frames(self.dadf, clip,
+                                                   self.config.localize.img_size)
             dadf = aggregate(dadf_frames[voting], self.aggregator)
             # the DADF mask joins stage 2's (averaged); alone, it is the mask
             masks = dadf_masks if masks is None else \

@@ -28,3 +28,9 @@ def test_the_cli_exits_2_naming_the_key(tmp_path, capsys):
                  "--set", "evaluate.aggregator=median"])
     assert code == 2
     assert "evaluate.aggregator must be one of mean, max, confident" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["200", "-32"])
+def test_an_input_size_the_localizer_cannot_read_is_a_config_error(size):
+    with pytest.raises(ConfigError, match="evaluate.input_size .*a multiple of 32"):
+        load_config(None, [f"evaluate.input_size={size}"])

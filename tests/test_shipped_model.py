@@ -7,7 +7,7 @@ import json
 import numpy as np
 from safetensors import safe_open
 
-from delocate.common.config import PreprocessConfig
+from delocate.common.config import PreprocessConfig, load_config
 from delocate.evaluation.detector import Detector
 from delocate.evaluation.rows import FaceScore
 from delocate.preprocessing.datasets import VideoEntry
@@ -39,6 +39,27 @@ def test_the_shipped_model_loads_and_scores_a_clip(carphone):
     assert 0.0 <= pred.fused <= 1.0 and np.isfinite(pred.s2)
     assert pred.masks.shape == (8, clip.size, clip.size)
     assert np.isfinite(pred.frame_fused()).all() and len(pred.frame_fused()) == 8
+
+
+def test_stage2_reads_frames_at_the_evaluate_input_size(carphone):
+    clip = preprocess_video(VideoEntry(carphone, "carphone.mp4", -1),
+                            PreprocessConfig(num_frames=2), FaceAnalyzer())
+    config = load_config(shipped_run() / "config.yaml")
+    seen, run_ids = {}, set()
+    for size in (0, 192):
+        config.evaluate.input_size = size
+        detector = Detector(shipped_run(), config)
+
+        def record(module, args, size=size):
+            seen.setdefault(size, tuple(args[0].shape[-2:]))
+
+        detector.stage2.register_forward_pre_hook(record)
+        pred = detector.predict_clip(clip)
+        assert pred.masks.shape == (2, clip.size, clip.size)  # masks come back at crop size
+        run_ids.add(detector.run_id)
+    trained = config.localize.img_size
+    assert seen == {0: (trained, trained), 192: (192, 192)}
+    assert len(run_ids) == 2  # a report scored at one size is not reused for the other
 
 
 def test_score_without_run_uses_the_shipped_model(short_carphone, tmp_path, capsys):
