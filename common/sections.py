@@ -264,8 +264,8 @@ class EvalConfig:
     # caution in the report: the model was not shown to work there (0: no caution)
     min_face_px: int = 0
     # the side stage 2 reads each frame at when scoring (0: localize.img_size, the size it trained
-    # at). A network trained on crops resized to 160 px ranked videos better when it read them at
-    # the crop's own 224 px, unresampled (MODEL_CARD.md, "Read at the crop's own size")
+    # at). Networks trained on crops resized to 160 px drew better masks when they read the crop at
+    # its own 224 px, unresampled (MODEL_CARD.md, "Read at the crop's own size")
     input_size: int = 0
 
     def __post_init__(self) -> None:
