@@ -210,6 +210,10 @@ class LocalizeConfig(TrainConfig):
     # concatenated, for forgeries that cover a small part of the face; models/localizer.py)
     cls_pool: str = "avg"
     img_size: int = 128  # stage 2 works per frame at this size (paper: 224)
+    # multi-scale training: each batch made at img_size is resized to the next of these sides in
+    # turn (empty: off), so the network meets the face at several pixel scales, as it does when
+    # evaluate.input_size reads the crop larger than it trained (stage2_localize/localize.py)
+    train_sizes: list[int] = field(default_factory=list)
     map_size: int = 32  # side of the mapped face (paper: 56 at 224)
     meta: bool = True  # meta-train / meta-test episodes over manipulation types
     first_order: bool = False
@@ -232,6 +236,12 @@ class LocalizeConfig(TrainConfig):
         _one_of("localize.loc_loss", self.loc_loss, ("mse", "bce", "bce_dice"))
         _one_of("localize.cls_pool", self.cls_pool, ("avg", "avgmax"))
         _one_of("localize.optimizer", self.optimizer, ("adamw", "sgd"))
+        if any(size <= 0 or size % 32 for size in self.train_sizes):
+            raise ConfigError(f"localize.train_sizes {self.train_sizes}: multiples of 32 (the "
+                              "U-Net halves its input five times)")
+        if self.train_sizes and (self.meta or self.use_mapping):
+            raise ConfigError("localize.train_sizes resizes the localizer's batches alone: set "
+                              "localize.meta=false and localize.use_mapping=false")
 
 
 @dataclass
@@ -267,11 +277,16 @@ class EvalConfig:
     # at). Networks trained on crops resized to 160 px drew better masks when they read the crop at
     # its own 224 px, unresampled (MODEL_CARD.md, "Read at the crop's own size")
     input_size: int = 0
+    # sides for --stage evaluate to choose input_size from (0: the training size): it reads the
+    # validation videos at each and keeps the best mean of video AUC and mask IoU, written to the
+    # run's config.yaml (empty: input_size as set). Which reading is better moved with the seed
+    input_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _one_of("evaluate.fusion", self.fusion, ("fitted", "mean"))
-        if self.input_size < 0 or self.input_size % 32:
-            # the U-Net halves its input five times and adds the skips back
-            raise ConfigError(f"evaluate.input_size {self.input_size}: 0 (the training size) or "
-                              "a multiple of 32")
+        for key, sizes in (("input_size", [self.input_size]), ("input_sizes", self.input_sizes)):
+            if any(size < 0 or size % 32 for size in sizes):
+                # the U-Net halves its input five times and adds the skips back
+                raise ConfigError(f"evaluate.{key} {sizes if key == 'input_sizes' else sizes[0]}: "
+                                  "0 (the training size) or a multiple of 32")
         _one_of("evaluate.aggregator", self.aggregator, ("mean", "max", "confident"))

@@ -4,11 +4,12 @@ a study's table is copied rather than retyped.
 
     python -m delocate.evaluation.compare RUN [RUN ...] [--labels "seed 0,seed 1"]
 
-Columns: the validation people's video AUC, mask IoU (blend / swap) and same-source AUC (the
-numbers thresholds and ship rules are chosen on: eval_test/metrics.json's `validation`), the test
-split's video AUC and mask IoU, the dev set's video AUC (all, then each method) and IoU, the verdict
-threshold, and the epoch training selected with its own validation numbers (log.jsonl). Every
-score is the fused one, the score verdicts use. A file that is not there leaves its cells "–".
+Columns: the side stage 2 reads faces at, the validation people's video AUC, mask IoU (blend /
+swap) and same-source AUC (the numbers thresholds and ship rules are chosen on:
+eval_test/metrics.json's `validation`), the test split's video AUC and mask IoU, the dev set's
+video AUC (all, then each method) and IoU, the verdict threshold, and the epoch training selected
+with its own validation numbers (log.jsonl). Every score is the fused one, the score verdicts use.
+A file that is not there leaves its cells "–".
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from pathlib import Path
 
 from delocate.common.log import read_json_lines
 
-COLUMNS = ("run", "val video AUC", "val mask IoU (blend / swap)", "val same-source AUC",
-           "test video AUC", "test IoU", "dev video AUC (by method)", "dev IoU", "threshold",
-           "selected epoch (its val AUC / IoU)")
+COLUMNS = ("run", "reads (px)", "val video AUC", "val mask IoU (blend / swap)",
+           "val same-source AUC", "test video AUC", "test IoU", "dev video AUC (by method)",
+           "dev IoU", "threshold", "selected epoch (its val AUC / IoU)")
 SCORE = "fused"
 
 
@@ -53,6 +54,18 @@ def selected_epoch(run: Path, stage: str = "localize") -> str:
     return f"{record['epoch']} ({_num(record.get('val_auc'))} / {_num(record.get('val_iou'))})"
 
 
+def _reads(run: Path, validation: dict) -> str:
+    """The side stage 2 read the faces at: chosen by the evaluation, else the run's config."""
+    if validation.get("input_size"):
+        return str(validation["input_size"])
+    if not (run / "config.yaml").is_file():
+        return "–"
+    from delocate.common.config import load_config
+
+    config = load_config(run / "config.yaml")
+    return str(config.evaluate.input_size or config.localize.img_size)
+
+
 def run_row(run: str | Path, label: str | None = None) -> list[str]:
     """One row of COLUMNS for the run folder `run`."""
     run = Path(run)
@@ -65,6 +78,7 @@ def run_row(run: str | Path, label: str | None = None) -> list[str]:
     threshold = _read(run / "threshold.json").get("threshold")
     return [
         label or str(run),
+        _reads(run, val),
         _num(val.get("video_auc", {}).get(SCORE, {}).get("all")),
         (f"{_num(val_iou.get('all'))} ({_short(val_iou.get('blend'))} / "
          f"{_short(val_iou.get('swap'))})") if val_iou else "–",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from delocate.common.config import save_config
 from delocate.common.io import atomic_write_json
 from delocate.common.log import info, progress
 from delocate.common.metrics import (best_threshold, bootstrap_auc, detection_metrics,
@@ -137,7 +138,8 @@ class Evaluation:
         self.run_dir, self.val_cache, self.fit = Path(run_dir), Path(val_cache), fit
         self.chosen_on = f"{self.val_cache} (val split)"
         self.detector = detector = Detector(self.run_dir, aggregator=aggregator)
-        val_records = predict_split(detector, self.val_cache, "val")
+        self.readings: dict[int, dict] = {}
+        val_records = self._validation_reading()
         if fit and detector.config.evaluate.fusion == "fitted":
             fusion = fit_fusion(val_records, self.chosen_on)
             fusion.save(self.run_dir / "fusion.json")
@@ -160,12 +162,51 @@ class Evaluation:
             "video_auc": {score: {subset: m["auc"] for subset, m in rows.items()}
                           for score, rows in _table(val_records, "video", {}, 0).items()},
             "iou": {subset: m["iou"] for subset, m in _localization_table(val_records).items()},
-            "same_source_auc": _by_source(val_records).get("same_source_auc")}
+            "same_source_auc": _by_source(val_records).get("same_source_auc"),
+            **({"readings": self.readings, "input_size": detector.input_size}
+               if self.readings else {})}
         if fit and "fused" in self.thresholds:
             atomic_write_json(self.run_dir / "threshold.json", {
                 "threshold": self.thresholds["fused"], "chosen_on": self.chosen_on,
                 "score": "fused", "aggregator": detector.aggregator,
                 "model_run_id": detector.run_id})
+
+    def _validation_reading(self) -> list[dict]:
+        """The validation videos' records. When fitting a run whose evaluate.input_sizes lists
+        sides, stage 2 reads them at each; the side with the best mean of the fused video AUC
+        (under a fusion fitted at that side) and the fake frames' mask IoU is kept, first listed
+        on a tie, and written to the run's config.yaml as evaluate.input_size."""
+        detector, cfg = self.detector, self.detector.config.evaluate
+        if not (self.fit and cfg.input_sizes and detector.stage2 is not None):
+            return predict_split(detector, self.val_cache, "val")
+        best = (float("-inf"), None, None)
+        for size in cfg.input_sizes:
+            side = size or detector.config.localize.img_size
+            if side in self.readings:  # 0 and the training size are one reading
+                continue
+            cfg.input_size = size
+            records = predict_split(detector, self.val_cache, "val")
+            fusion = fit_fusion(records, self.chosen_on) if cfg.fusion == "fitted" \
+                else detector.fusion
+            labels = [r["label"] for r in records]
+            auc = roc_auc(labels, [fusion(r["video"]) for r in records]) \
+                if len(set(labels)) == 2 else float("nan")
+            iou = _localization_table(records).get("all", {}).get("iou", float("nan"))
+            select = (auc + iou) / 2
+            self.readings[side] = {"video_auc": auc, "iou": iou, "select": select}
+            print(f"stage 2 reading {side} px: validation video AUC {auc:.3f}, mask IoU "
+                  f"{iou:.3f}, mean {select:.3f}")
+            if select > best[0]:  # NaN never wins; the first listed keeps a tie
+                best = (select, size, records)
+        if best[1] is None:
+            raise ValueError(f"evaluate.input_sizes: the validation split of {self.val_cache} "
+                             "needs real and fake videos with masks to choose a reading")
+        _, cfg.input_size, records = best
+        detector.run_id = detector._run_id()
+        save_config(detector.config, self.run_dir / "config.yaml")
+        print(f"stage 2 reads {detector.input_size} px (chosen on {self.chosen_on}; "
+              f"evaluate.input_size in {self.run_dir / 'config.yaml'})")
+        return records
 
     def tables(self, cache: str | Path, split: str = "test", out_dir: str | Path | None = None
                ) -> dict:
@@ -245,6 +286,10 @@ def format_tables(result: dict) -> str:
         if validation["iou"]:
             ious = " · ".join(f"{k} {v:.3f}" for k, v in validation["iou"].items())
             lines.append(f"  mask IoU: {ious}")
+        if validation.get("readings"):
+            sides = " · ".join(f"{side} px AUC {m['video_auc']:.3f} IoU {m['iou']:.3f}"
+                               for side, m in validation["readings"].items())
+            lines.append(f"  stage 2 reading: {sides} -> reads {validation['input_size']} px")
         if validation.get("same_source_auc") is not None:
             lines.append(f"  fakes against their own source's real videos: AUC "
                          f"{validation['same_source_auc']:.3f}")

@@ -8,10 +8,12 @@ computed once from the stage-1 MAE checkpoint and cached in the run dir.
 from __future__ import annotations
 
 import hashlib
+from itertools import cycle
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from delocate.common.config import Config, LocalizeConfig
 from delocate.common.io import atomic_save_npz
@@ -98,13 +100,31 @@ def _optimizer(cfg: LocalizeConfig):
     return make
 
 
+def batch_at(batch: dict, size: int) -> dict:
+    """The batch's faces and target masks resized to size x size (multi-scale training); the
+    masks stay binary, cut at half as at evaluation."""
+    if batch["input"].shape[-1] == size:
+        return batch
+
+    def resized(x):
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=True)
+    return {**batch, "input": resized(batch["input"]),
+            "mask": (resized(batch["mask"]) > 0.5).float()}
+
+
 def make_loss(cfg: LocalizeConfig):
+    # the sides in turn, not drawn: every size gets its share of each epoch, resumed or not
+    sizes = cycle(cfg.train_sizes) if cfg.train_sizes else None
+
     def loss_of(out, batch):
         total, _ = stage2_loss(out, batch, cfg.loc_loss, cfg.w_map, cfg.w_loc, cfg.w_cls,
                                cfg.w_pair)
         return total
 
     def plain(model, batch):
+        if sizes is not None:
+            batch = batch_at(batch, next(sizes))
         return loss_of(model(batch["input"]), batch), {}
 
     def meta(model, batch):

@@ -30,7 +30,15 @@ def test_the_cli_exits_2_naming_the_key(tmp_path, capsys):
     assert "evaluate.aggregator must be one of mean, max, confident" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("size", ["200", "-32"])
-def test_an_input_size_the_localizer_cannot_read_is_a_config_error(size):
-    with pytest.raises(ConfigError, match="evaluate.input_size .*a multiple of 32"):
-        load_config(None, [f"evaluate.input_size={size}"])
+@pytest.mark.parametrize("setting", ["input_size=200", "input_size=-32", "input_sizes=[0,200]"])
+def test_an_input_size_the_localizer_cannot_read_is_a_config_error(setting):
+    key = setting.split("=")[0]
+    with pytest.raises(ConfigError, match=f"evaluate.{key} .*a multiple of 32"):
+        load_config(None, [f"evaluate.{setting}"])
+
+
+@pytest.mark.parametrize("overrides", [["localize.train_sizes=[128,150]"],
+                                       ["localize.train_sizes=[128,160]", "localize.meta=true"]])
+def test_multi_scale_training_the_localizer_cannot_do_is_a_config_error(overrides):
+    with pytest.raises(ConfigError, match="localize.train_sizes"):
+        load_config(None, ["localize.use_mapping=false", "localize.meta=false", *overrides])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from delocate.common.config import load_config
+from delocate.common.config import load_config, save_config
 from delocate.common.metrics import roc_auc
 from delocate.evaluation.compare import COLUMNS, run_row
 from delocate.evaluation.detector import Detector
@@ -112,11 +112,43 @@ def test_evaluate_writes_tables(trained_run, demo_cache, capsys):
     assert row["test video AUC"] == f"{metrics['video']['fused']['all']['auc']:.3f}"
     assert row["test IoU"] == f"{metrics['localization']['all']['iou']:.3f}"
     assert row["dev video AUC (by method)"] == row["dev IoU"] == "–"
+    assert row["reads (px)"] == str(load_config(trained_run / "config.yaml").localize.img_size)
     best_epoch = json.loads((trained_run / "localize_summary.json").read_text())["best_epoch"]
     assert row["selected epoch (its val AUC / IoU)"].startswith(f"{best_epoch} (0.")
     # evaluating the val split with thresholds from the same split is refused
     assert main(["--stage", "evaluate", "--data", str(demo_cache), "--run", str(trained_run),
                  "--split", "val"]) == 2
+
+
+def test_evaluate_chooses_the_stage2_reading_on_validation(trained_run, demo_cache, workdir,
+                                                           capsys):
+    run = workdir / "run_readings"
+    shutil.copytree(trained_run, run)
+    config = load_config(run / "config.yaml")
+    trained = config.localize.img_size
+    config.evaluate.input_sizes = [0, 96, trained]  # the training size named twice: read once
+    save_config(config, run / "config.yaml")
+    assert main(["--stage", "evaluate", "--data", str(demo_cache), "--run", str(run)]) == 0
+    printed = capsys.readouterr().out
+    validation = json.loads((run / "eval_test" / "metrics.json").read_text())["validation"]
+    readings = {int(side): m for side, m in validation["readings"].items()}
+    assert sorted(readings) == [96, trained]
+    assert all(f"stage 2 reading {side} px" in printed for side in readings)
+    best = max(readings.values(), key=lambda m: m["select"])["select"]
+    chosen = next(side for side in (trained, 96) if readings[side]["select"] == best)
+    assert validation["input_size"] == chosen
+    # the choice is in the run: what scores it reads at that side, and the tables are that reading
+    assert Detector(run).input_size == chosen
+    assert dict(zip(COLUMNS, run_row(run)))["reads (px)"] == str(chosen)
+    assert validation["video_auc"]["fused"]["all"] == pytest.approx(readings[chosen]["video_auc"])
+    assert validation["iou"]["all"] == pytest.approx(readings[chosen]["iou"])
+    # each side's numbers are the validation videos read at that side
+    for side, reading in readings.items():
+        config.evaluate.input_size = side
+        val = predict_split(Detector(run, config), demo_cache, "val")
+        ious = [r["localization"]["iou"] for r in val if r["label"] == 1 and "localization" in r]
+        assert reading["iou"] == pytest.approx(np.mean(ious))
+    assert readings[96]["iou"] != readings[trained]["iou"]
 
 
 def test_score_a_folder_with_a_corrupt_file(trained_run, demo_cache, workdir):

@@ -5,7 +5,9 @@ import torch
 
 from delocate.meta.splits import split_by_method
 from delocate.meta.step import meta_step_loss
+from delocate.common.config import load_config
 from delocate.models.stage2_net import Stage2Net
+from delocate.stage2_localize.localize import batch_at, make_loss
 from delocate.stage2_localize.losses import loc_loss, pair_loss, stage2_loss
 from delocate.stage2_localize.validation import validation_metrics
 from delocate.training.inputs import ClipRow
@@ -100,6 +102,29 @@ def test_localization_losses():
     good, bad = target * 20 - 10, -(target * 20 - 10)
     for kind in ("mse", "bce_dice"):
         assert loc_loss(good, target, kind) < loc_loss(bad, target, kind)
+
+
+def test_multi_scale_training_feeds_each_side_in_turn_with_its_own_mask():
+    config = load_config(None, ["localize.meta=false", "localize.use_mapping=false",
+                                "localize.loc_loss=bce_dice", "localize.train_sizes=[32,64,96]"])
+    model = Stage2Net(use_mapping=False, decoder_channels=[32, 16, 16, 16, 16])
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-1]))
+    step = make_loss(config.localize)
+    data = batch(size=64)
+    for _ in range(4):
+        loss, _ = step(model, data)
+        assert torch.isfinite(loss)
+    assert seen == [32, 64, 96, 32]
+    # the mask follows its face: binary, with the forged share kept (the same square at each side)
+    square = torch.zeros(2, 1, 64, 64)
+    square[..., 16:48, 16:48] = 1
+    for side in (32, 96):
+        small = batch_at({"input": torch.randn(2, 3, 64, 64), "mask": square}, side)
+        assert small["input"].shape == (2, 3, side, side) and small["mask"].shape[-1] == side
+        assert set(small["mask"].unique().tolist()) == {0.0, 1.0}
+        assert small["mask"].mean() == pytest.approx(0.25, abs=0.02)
+    assert batch_at(data, 64) is data
 
 
 def _loss_of(out, data):
