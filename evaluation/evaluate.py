@@ -179,7 +179,7 @@ class Evaluation:
         detector, cfg = self.detector, self.detector.config.evaluate
         if not (self.fit and cfg.input_sizes and detector.stage2 is not None):
             return predict_split(detector, self.val_cache, "val")
-        best = (float("-inf"), None, None)
+        best, configured = (float("-inf"), None, None), cfg.input_size
         for size in cfg.input_sizes:
             side = size or detector.config.localize.img_size
             if side in self.readings:  # 0 and the training size are one reading
@@ -198,9 +198,13 @@ class Evaluation:
                   f"{iou:.3f}, mean {select:.3f}")
             if select > best[0]:  # NaN never wins; the first listed keeps a tie
                 best = (select, size, records)
-        if best[1] is None:
-            raise ValueError(f"evaluate.input_sizes: the validation split of {self.val_cache} "
-                             "needs real and fake videos with masks to choose a reading")
+        if best[1] is None:  # nothing to choose on: the reading stays as configured
+            info(f"evaluate.input_sizes: the validation split of {self.val_cache} has no real "
+                 f"and fake videos with masks to choose a reading on; reading "
+                 f"{configured or detector.config.localize.img_size} px as configured")
+            cfg.input_size = configured
+            self.readings.clear()
+            return predict_split(detector, self.val_cache, "val")
         _, cfg.input_size, records = best
         detector.run_id = detector._run_id()
         save_config(detector.config, self.run_dir / "config.yaml")

@@ -14,7 +14,7 @@ from delocate.evaluation.compare import COLUMNS, run_row
 from delocate.evaluation.detector import Detector
 from delocate.evaluation.evaluate import _by_source, predict_split
 from delocate.preprocessing.demo_data import build_demo_dataset, export_split_videos
-from delocate.preprocessing.sample_cache import read_index
+from delocate.preprocessing.sample_cache import read_index, write_index
 from delocate.run_pipeline import main
 
 from conftest import ROOT
@@ -149,6 +149,23 @@ def test_evaluate_chooses_the_stage2_reading_on_validation(trained_run, demo_cac
         ious = [r["localization"]["iou"] for r in val if r["label"] == 1 and "localization" in r]
         assert reading["iou"] == pytest.approx(np.mean(ious))
     assert readings[96]["iou"] != readings[trained]["iou"]
+
+
+def test_without_validation_fakes_the_reading_stays_as_configured(trained_run, demo_cache,
+                                                                  workdir, capsys):
+    cache = workdir / "demo_val_real_only"
+    shutil.copytree(demo_cache, cache)
+    write_index(cache, [r for r in read_index(cache) if r["split"] != "val" or r["label"] == "0"])
+    run = workdir / "run_no_choice"
+    shutil.copytree(trained_run, run)
+    config = load_config(run / "config.yaml")
+    config.evaluate.input_sizes, config.evaluate.input_size = [0, 96], 0
+    save_config(config, run / "config.yaml")
+    assert main(["--stage", "evaluate", "--data", str(cache), "--run", str(run)]) == 0
+    assert "no real and fake videos with masks to choose a reading on" in capsys.readouterr().err
+    assert load_config(run / "config.yaml").evaluate.input_size == 0
+    assert "readings" not in json.loads((run / "eval_test" / "metrics.json").read_text())[
+        "validation"]
 
 
 def test_score_a_folder_with_a_corrupt_file(trained_run, demo_cache, workdir):
