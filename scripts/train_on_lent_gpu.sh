@@ -16,8 +16,8 @@
 # checkpoint, its sidecar, the config and the logs to $OUT. Back here, those files are a run folder
 # (R) that --stage evaluate reads; threshold and fusion come from the validation people, whose
 # numbers it prints last ("validation ...": ship only if its video AUC beats the shipped model's
-# on the same videos and its mask IoU does not fall below it: 0.808 / 0.372 when the card was last
-# updated, read at 224 px, MODEL_CARD.md); the test people and the dev set are reported only,
+# on the same videos and its mask IoU does not fall below it: 0.808 / 0.372 read at 224 px on the
+# videos of the card's tables, MODEL_CARD.md); the test people and the dev set are reported only,
 # never chosen on:
 #   python run_pipeline.py --stage evaluate --run R --data runs/release/heldout_cache --split test
 #   python run_pipeline.py --stage evaluate --run R --data runs/release/dev_cache --split all \

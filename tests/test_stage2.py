@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from delocate.common.config import load_config
 from delocate.meta.splits import split_by_method
 from delocate.meta.step import meta_step_loss
-from delocate.common.config import load_config
 from delocate.models.stage2_net import Stage2Net
 from delocate.stage2_localize.localize import batch_at, make_loss
 from delocate.stage2_localize.losses import loc_loss, pair_loss, stage2_loss
@@ -120,10 +120,10 @@ def test_multi_scale_training_feeds_each_side_in_turn_with_its_own_mask():
     square = torch.zeros(2, 1, 64, 64)
     square[..., 16:48, 16:48] = 1
     for side in (32, 96):
-        small = batch_at({"input": torch.randn(2, 3, 64, 64), "mask": square}, side)
-        assert small["input"].shape == (2, 3, side, side) and small["mask"].shape[-1] == side
-        assert set(small["mask"].unique().tolist()) == {0.0, 1.0}
-        assert small["mask"].mean() == pytest.approx(0.25, abs=0.02)
+        resized = batch_at({"input": torch.randn(2, 3, 64, 64), "mask": square}, side)
+        assert resized["input"].shape == (2, 3, side, side) and resized["mask"].shape[-1] == side
+        assert set(resized["mask"].unique().tolist()) == {0.0, 1.0}
+        assert resized["mask"].mean() == pytest.approx(0.25, abs=0.02)
     assert batch_at(data, 64) is data
 
 
