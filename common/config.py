@@ -43,6 +43,12 @@ class Config:
     holdout_methods: list[str] = field(default_factory=list)
     seed: int = 0
 
+    def stage2_input_size(self, size: int | None = None) -> int:
+        """The side stage 2 reads frames at for `size` (default evaluate.input_size): 0 means
+        the size it trained at, localize.img_size."""
+        size = self.evaluate.input_size if size is None else size
+        return size or self.localize.img_size
+
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Convert a YAML/CLI value to the field's declared type, or raise ConfigError."""

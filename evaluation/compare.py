@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from delocate.common.config import load_config
 from delocate.common.log import read_json_lines
 
 COLUMNS = ("run", "reads (px)", "val video AUC", "val mask IoU (blend / swap)",
@@ -60,10 +61,7 @@ def _reads(run: Path, validation: dict) -> str:
         return str(validation["input_size"])
     if not (run / "config.yaml").is_file():
         return "–"
-    from delocate.common.config import load_config
-
-    config = load_config(run / "config.yaml")
-    return str(config.evaluate.input_size or config.localize.img_size)
+    return str(load_config(run / "config.yaml").stage2_input_size())
 
 
 def run_row(run: str | Path, label: str | None = None) -> list[str]:

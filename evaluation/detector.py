@@ -105,7 +105,7 @@ class Detector:
     @property
     def input_size(self) -> int:
         """The side stage 2 reads frames at: evaluate.input_size, else the size it trained at."""
-        return self.config.evaluate.input_size or self.config.localize.img_size
+        return self.config.stage2_input_size()
 
     @torch.no_grad()
     def _s1_windows(self, clip: FaceClip) -> tuple[np.ndarray, np.ndarray]:

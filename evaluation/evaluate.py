@@ -181,7 +181,7 @@ class Evaluation:
             return predict_split(detector, self.val_cache, "val")
         best, configured = (float("-inf"), None, None), cfg.input_size
         for size in cfg.input_sizes:
-            side = size or detector.config.localize.img_size
+            side = detector.config.stage2_input_size(size)
             if side in self.readings:  # 0 and the training size are one reading
                 continue
             cfg.input_size = size
@@ -201,7 +201,7 @@ class Evaluation:
         if best[1] is None:  # nothing to choose on: the reading stays as configured
             info(f"evaluate.input_sizes: the validation split of {self.val_cache} has no real "
                  f"and fake videos with masks to choose a reading on; reading "
-                 f"{configured or detector.config.localize.img_size} px as configured")
+                 f"{detector.config.stage2_input_size(configured)} px as configured")
             cfg.input_size = configured
             self.readings.clear()
             return predict_split(detector, self.val_cache, "val")
