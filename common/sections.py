@@ -95,6 +95,9 @@ class OnlineConfig:
     # share of pairs whose footage is sharpened, blurred, resampled or noised before forging
     # (real and fake alike; never the fixed validation pairs)
     degrade_share: float = 0.0
+    # a fake's recipe is drawn again (up to 6 draws) until, on every frame, the mean change inside
+    # its mask (largest over colour channels, 0-255, before the codec) is at least this
+    min_change: float = 2.0
     val_pairs: int = 192  # fixed validation pairs (frames) from the pool's val people
     val_clips: int = 48  # fixed validation clip pairs (stage 1)
     seed: int = 0
@@ -102,6 +105,8 @@ class OnlineConfig:
     def __post_init__(self) -> None:
         _one_of("online.blend_at", self.blend_at, ("source", "crop"))
         _one_of("online.codec", self.codec, ("jpeg", "h264", "none"))
+        if not 0.0 <= self.min_change < 255.0:
+            raise ConfigError(f"online.min_change: 0 <= value < 255 (got {self.min_change})")
 
 
 @dataclass
@@ -275,7 +280,7 @@ class EvalConfig:
     min_face_px: int = 0
     # the side stage 2 reads each frame at when scoring (0: localize.img_size, the size it trained
     # at). Networks trained on crops resized to 160 px drew better masks when they read the crop at
-    # its own 224 px, unresampled (MODEL_CARD.md, "Read at the crop's own size")
+    # its own 224 px, unresampled (models/release/STUDIES.md, "Read at the crop's own size")
     input_size: int = 0
     # sides for --stage evaluate to choose input_size from (0: the training size): it reads the
     # validation videos at each and keeps the best mean of video AUC and mask IoU, written to the

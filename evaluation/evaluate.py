@@ -179,13 +179,13 @@ class Evaluation:
         detector, cfg = self.detector, self.detector.config.evaluate
         if not (self.fit and cfg.input_sizes and detector.stage2 is not None):
             return predict_split(detector, self.val_cache, "val")
-        best, configured = (float("-inf"), None, None), cfg.input_size
+        best, configured, read = (float("-inf"), None, None), cfg.input_size, {}
         for size in cfg.input_sizes:
             side = detector.config.stage2_input_size(size)
             if side in self.readings:  # 0 and the training size are one reading
                 continue
             cfg.input_size = size
-            records = predict_split(detector, self.val_cache, "val")
+            records = read[side] = predict_split(detector, self.val_cache, "val")
             fusion = fit_fusion(records, self.chosen_on) if cfg.fusion == "fitted" \
                 else detector.fusion
             labels = [r["label"] for r in records]
@@ -204,7 +204,8 @@ class Evaluation:
                  f"{detector.config.stage2_input_size(configured)} px as configured")
             cfg.input_size = configured
             self.readings.clear()
-            return predict_split(detector, self.val_cache, "val")
+            side = detector.config.stage2_input_size(configured)
+            return read[side] if side in read else predict_split(detector, self.val_cache, "val")
         _, cfg.input_size, records = best
         detector.run_id = detector._run_id()
         save_config(detector.config, self.run_dir / "config.yaml")

@@ -42,3 +42,9 @@ def test_an_input_size_the_localizer_cannot_read_is_a_config_error(setting):
 def test_multi_scale_training_the_localizer_cannot_do_is_a_config_error(overrides):
     with pytest.raises(ConfigError, match="localize.train_sizes"):
         load_config(None, ["localize.use_mapping=false", "localize.meta=false", *overrides])
+
+
+@pytest.mark.parametrize("value", ["-1", "255"])
+def test_online_min_change_out_of_range_is_a_config_error(value):
+    with pytest.raises(ConfigError, match="online.min_change"):
+        load_config(None, [f"online.min_change={value}"])

@@ -35,6 +35,7 @@ def test_the_wheel_installs_one_package_with_its_model_and_configs(wheel):
     assert top == {"delocate"}  # no common/, models/, meta/ loose in site-packages
     for needed in ("delocate/run_pipeline.py", "delocate/configs/cpu-tiny.yaml",
                    "delocate/configs/release.yaml", "delocate/models/release/MODEL_CARD.md",
+                   "delocate/models/release/STUDIES.md",
                    "delocate/models/release/localize_best.safetensors",
                    "delocate/models/release/localize_best.json", "delocate/training/engine.py"):
         assert needed in names, needed

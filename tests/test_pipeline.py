@@ -152,7 +152,14 @@ def test_evaluate_chooses_the_stage2_reading_on_validation(trained_run, demo_cac
 
 
 def test_without_validation_fakes_the_reading_stays_as_configured(trained_run, demo_cache,
-                                                                  workdir, capsys):
+                                                                  workdir, capsys, monkeypatch):
+    from delocate.evaluation import evaluate
+    reads = []  # (split, side) of every pass over a split
+
+    def counted(detector, cache, split):
+        reads.append((split, detector.input_size))
+        return predict_split(detector, cache, split)
+    monkeypatch.setattr(evaluate, "predict_split", counted)
     cache = workdir / "demo_val_real_only"
     shutil.copytree(demo_cache, cache)
     write_index(cache, [r for r in read_index(cache) if r["split"] != "val" or r["label"] == "0"])
@@ -164,6 +171,9 @@ def test_without_validation_fakes_the_reading_stays_as_configured(trained_run, d
     assert main(["--stage", "evaluate", "--data", str(cache), "--run", str(run)]) == 0
     assert "no real and fake videos with masks to choose a reading on" in capsys.readouterr().err
     assert load_config(run / "config.yaml").evaluate.input_size == 0
+    # each side read once: the configured side's pass is kept, not made again
+    trained = config.localize.img_size
+    assert [r for r in reads if r[0] == "val"] == [("val", trained), ("val", 96)], reads
     assert "readings" not in json.loads((run / "eval_test" / "metrics.json").read_text())[
         "validation"]
 

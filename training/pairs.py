@@ -9,7 +9,8 @@ Per pair (a fixed function of its key, so runs are reproducible by seed in any D
    synthetic cache did); in a share `degrade_share` of pairs the footage itself is then sharpened,
    blurred, resampled or noised, so the real face and its fake both carry it;
 3. the fake: a method, a recipe and (swap) a donor person, forged frame by frame at that resolution
-   (preprocessing/forgery.py); recipes that leave no visible change or no mask are drawn again;
+   (preprocessing/forgery.py); recipes that change less than `min_change` or leave no mask are
+   drawn again (the method stays);
 4. the same lossy round trip for both (JPEG or H.264 at one quality);
 5. preprocessing's crop (margin 1.3, jittered like a real detector's landmarks) resized to
    crop_size, and the same flip and colour jitter for both.
@@ -168,10 +169,10 @@ class PairMaker:
     def _forge(self, rng: np.random.Generator, view: _View, person: str, source: int,
                picks: np.ndarray, methods: list[str]
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-        """(fake frames, masks bool, touched bool, method); redraws recipes that change nothing
-        visible."""
+        """(fake frames, masks bool, touched bool, method); redraws the recipe (not the method)
+        while it changes less than `online.min_change` inside the mask."""
+        method = methods[int(rng.integers(len(methods)))]  # kept: redraws must not shift the mix
         for _ in range(6):
-            method = methods[int(rng.integers(len(methods)))]
             recipe = draw_recipe(rng, method)
             donor, donor_points = self._donor(rng, person, method, source, picks, view)
             forged = [forge(frame, points, recipe,
@@ -185,9 +186,11 @@ class PairMaker:
             if masks.all(axis=(1, 2)).any():
                 continue  # the whole picture: no shape to find
             least = MIN_MASK_SHARE * masks.shape[1] * masks.shape[2]
-            if all(m.sum() >= least and change[t][m].mean() >= 2.0 for t, m in enumerate(masks)):
+            if all(m.sum() >= least and change[t][m].mean() >= self.cfg.min_change
+                   for t, m in enumerate(masks)):
                 break
-        # (after six draws that change too little, rare, the last is kept rather than stall)
+        # (after six draws that change too little, rare at the default, the last is kept rather
+        # than stall)
         return fakes, masks, touched, method
 
     # --- the shared path -------------------------------------------------------------------------
