@@ -199,12 +199,10 @@ class Evaluation:
             if select > best[0]:  # NaN never wins; the first listed keeps a tie
                 best = (select, size, records)
         if best[1] is None:  # nothing to choose on: the reading stays as configured
-            info(f"evaluate.input_sizes: the validation split of {self.val_cache} has no real "
-                 f"and fake videos with masks to choose a reading on; reading "
-                 f"{detector.config.stage2_input_size(configured)} px as configured")
-            cfg.input_size = configured
+            cfg.input_size, side = configured, detector.config.stage2_input_size(configured)
+            info(f"evaluate.input_sizes: the validation split of {self.val_cache} has no real and "
+                 f"fake videos with masks to choose a reading on; reading {side} px as configured")
             self.readings.clear()
-            side = detector.config.stage2_input_size(configured)
             return read[side] if side in read else predict_split(detector, self.val_cache, "val")
         _, cfg.input_size, records = best
         detector.run_id = detector._run_id()
