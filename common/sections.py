@@ -289,9 +289,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _one_of("evaluate.fusion", self.fusion, ("fitted", "mean"))
-        for key, value in (("input_size", self.input_size), ("input_sizes", self.input_sizes)):
+        for key, sizes in (("input_size", [self.input_size]), ("input_sizes", self.input_sizes)):
             # the U-Net halves its input five times and adds the skips back
-            if any(size < 0 or size % 32 for size in (value if key == "input_sizes" else [value])):
-                raise ConfigError(f"evaluate.{key} {value}: 0 (the training size) or a multiple "
-                                  "of 32")
+            if any(size < 0 or size % 32 for size in sizes):
+                raise ConfigError(f"evaluate.{key} {getattr(self, key)}: 0 (the training size) or "
+                                  "a multiple of 32")
         _one_of("evaluate.aggregator", self.aggregator, ("mean", "max", "confident"))

@@ -179,10 +179,10 @@ class Evaluation:
         detector, cfg = self.detector, self.detector.config.evaluate
         if not (self.fit and cfg.input_sizes and detector.stage2 is not None):
             return predict_split(detector, self.val_cache, "val")
-        best, configured, read = (float("-inf"), None, None), cfg.input_size, {}
+        best, chosen, configured, read = float("-inf"), None, cfg.input_size, {}
         for size in cfg.input_sizes:
             side = detector.config.stage2_input_size(size)
-            if side in self.readings:  # 0 and the training size are one reading
+            if side in read:  # 0 and the training size are one reading
                 continue
             cfg.input_size = size
             records = read[side] = predict_split(detector, self.val_cache, "val")
@@ -196,20 +196,20 @@ class Evaluation:
             self.readings[side] = {"video_auc": auc, "iou": iou, "select": select}
             print(f"stage 2 reading {side} px: validation video AUC {auc:.3f}, mask IoU "
                   f"{iou:.3f}, mean {select:.3f}")
-            if select > best[0]:  # NaN never wins; the first listed keeps a tie
-                best = (select, size, records)
-        if best[1] is None:  # nothing to choose on: the reading stays as configured
+            if select > best:  # NaN never wins; the first listed keeps a tie
+                best, chosen = select, size
+        if chosen is None:  # nothing to choose on: the reading stays as configured
             cfg.input_size, side = configured, detector.config.stage2_input_size(configured)
             info(f"evaluate.input_sizes: the validation split of {self.val_cache} has no real and "
                  f"fake videos with masks to choose a reading on; reading {side} px as configured")
             self.readings.clear()
             return read[side] if side in read else predict_split(detector, self.val_cache, "val")
-        _, cfg.input_size, records = best
+        cfg.input_size = chosen
         detector.run_id = detector._run_id()
         save_config(detector.config, self.run_dir / "config.yaml")
         print(f"stage 2 reads {detector.input_size} px (chosen on {self.chosen_on}; "
               f"evaluate.input_size in {self.run_dir / 'config.yaml'})")
-        return records
+        return read[detector.input_size]
 
     def tables(self, cache: str | Path, split: str = "test", out_dir: str | Path | None = None
                ) -> dict:
