@@ -135,3 +135,26 @@ def test_degraded_footage_is_carried_by_the_real_and_its_fake_alike(pool):
         assert not changed[~near.numpy()].any(), (k, pair.method)
         assert pair.mask.any(), (k, pair.method)
     assert np.mean(moved) > 0.3, moved
+
+
+def test_processing_after_the_forgery_is_the_same_on_the_real_and_its_fake(pool):
+    clean = PairMaker(pool, OnlineConfig(codec="none"))
+    processed = PairMaker(pool, OnlineConfig(codec="none", post_process_share=1.0))
+    moved, spread = [], []
+    for k in range(12):
+        pair, before = processed.make((6, k)), clean.make((6, k))
+        # the same pair (person, frame, forgery) ...
+        assert pair.method == before.method and np.array_equal(pair.mask, before.mask), k
+        # ... both processed: the real face changed ...
+        moved.append(np.abs(pair.real.astype(int) - before.real).mean())
+        assert moved[-1] > 0, k
+        # ... and the fake the same way, noise included: away from the forgery (blur and rescale
+        # spread it by a few pixels) the two are still identical
+        changed = np.any(pair.fake != pair.real, axis=3)
+        near = torch.nn.functional.max_pool2d(
+            torch.from_numpy((pair.touched > 0)[:, None].astype(np.float32)), 25, 1, 12)[:, 0] > 0
+        assert not changed[~near.numpy()].any(), (k, pair.method)
+        assert changed[pair.mask > 0].mean() > 0.5, (k, pair.method)
+        spread.append(changed[~(pair.touched > 0)].sum())
+    assert np.mean(moved) > 0.3, moved
+    assert sum(spread) > 0  # some processing blurred the forgery past its edge: the test sees it

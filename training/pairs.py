@@ -11,8 +11,11 @@ Per pair (a fixed function of its key, so runs are reproducible by seed in any D
 3. the fake: a method, a recipe and (swap) a donor person, forged frame by frame at that resolution
    (preprocessing/forgery.py); recipes that change less than `min_change` or leave no mask are
    drawn again (the method stays);
-4. the same lossy round trip for both (JPEG or H.264 at one quality);
-5. preprocessing's crop (margin 1.3, jittered like a real detector's landmarks) resized to
+4. in a share `post_process_share` of pairs, one such processing of both after the forgery (the
+   same on both, noise included), as a video is sharpened, blurred, rescaled or grainy after it
+   was made: the forged face's own texture is then no evidence, only what processing leaves;
+5. the same lossy round trip for both (JPEG or H.264 at one quality);
+6. preprocessing's crop (margin 1.3, jittered like a real detector's landmarks) resized to
    crop_size, and the same flip and colour jitter for both.
 
 Everything the real face goes through is drawn from the pair's "real" stream and everything about
@@ -120,19 +123,25 @@ class PairMaker:
         return _View(frames, points, boxes, quality, flip, colour)
 
     @staticmethod
-    def _degradation(rng: np.random.Generator, size: float) -> Callable[[np.ndarray], np.ndarray]:
+    def _degradation(rng: np.random.Generator, size: float, same_noise: bool = False
+                     ) -> Callable[[np.ndarray], np.ndarray]:
         """The footage's own quality, before anything is forged in it: in-camera sharpening, a
         soft lens or focus, upscaled video or sensor noise, one of them, the same on every frame
         of the footage. The shipped model called sharpened real faces fake (forged sources are
         sharpened too): carried by the real face and its fake alike, a global look tells them
-        nothing. `size`: the face's width in working pixels."""
+        nothing. `size`: the face's width in working pixels. same_noise: every call adds the same
+        noise (processing after the forgery: the real face and its fake get one grain, so they
+        still differ only where the forgery is); otherwise each call draws its own."""
         kind = int(rng.integers(4))
         if kind == 3:  # sensor noise, drawn afresh for every frame as a camera's is
             sigma = float(rng.uniform(1.5, 5.0))
-            noise = np.random.default_rng(rng.integers(1 << 31))
+            seed = int(rng.integers(1 << 31))
+            noise = np.random.default_rng(seed)
             return lambda frames: np.clip(
-                frames.astype(np.float32) + noise.normal(0.0, sigma, frames.shape)
-                .astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
+                frames.astype(np.float32)
+                + (np.random.default_rng(seed) if same_noise else noise)
+                .normal(0.0, sigma, frames.shape).astype(np.float32) + 0.5, 0, 255
+            ).astype(np.uint8)
         resample = float(rng.uniform(0.4, 0.85)) if kind == 2 else 1.0
         sharpness = (-float(rng.uniform(0.3, 1.2)) if kind == 0 else
                      float(rng.uniform(0.3, 1.0)) if kind == 1 else 0.0)
@@ -219,6 +228,16 @@ class PairMaker:
         x = (x - 128.0) * contrast + 128.0 + brightness  # a fixed pivot: the same map for both
         return np.clip(x + 0.5, 0, 255).astype(np.uint8), self._crop_masks(view, masks)
 
+    def _post_processing(self, rng: np.random.Generator, view: _View
+                         ) -> Callable[[np.ndarray], np.ndarray]:
+        """What both the real frames and the forged ones go through after the forgery: one of the
+        degradations in a share `post_process_share` of pairs (drawn from the real stream, so the
+        real face needs no fake), else nothing."""
+        if not (self.cfg.post_process_share and rng.random() < self.cfg.post_process_share):
+            return lambda frames: frames  # (no draw at 0: pairs stay those of earlier runs)
+        size = float(np.mean([face_size(p) for p in view.landmarks]))
+        return self._degradation(rng, size, same_noise=True)
+
     def make(self, key: tuple[int, ...], fake: bool = True, num_frames: int = 1,
              methods: list[str] | None = None) -> Pair:
         """The pair named by `key` (e.g. (seed, pair index)); fake=False skips making the fake;
@@ -232,10 +251,11 @@ class PairMaker:
             view.degrade = self._degradation(rng, float(np.mean([face_size(p)
                                                                  for p in view.landmarks])))
             view.frames = view.degrade(view.frames)
-        real, zeros = self._finish(view, view.frames, None)
+        after = self._post_processing(rng, view)
+        real, zeros = self._finish(view, after(view.frames), None)
         if not fake:
             return Pair(real, None, zeros, "", person)
         fakes, masks, touched, method = self._forge(np.random.default_rng([*key, 1]), view, person,
                                                     source, picks, methods or self.methods)
-        fake_frames, fake_masks = self._finish(view, fakes, masks)
+        fake_frames, fake_masks = self._finish(view, after(fakes), masks)
         return Pair(real, fake_frames, fake_masks, method, person, self._crop_masks(view, touched))
