@@ -92,12 +92,10 @@ class OnlineConfig:
     margin_jitter: float = 0.08  # ... jittered by this much, and shifted by up to
     shift_jitter: float = 0.03  # this share of the crop: landmark noise of a real detector
     image_share: float = 0.35  # share of pairs from photo-only people (when the pool has them)
-    # share of pairs whose footage is sharpened, blurred, resampled or noised before forging
-    # (real and fake alike; never the fixed validation pairs)
-    degrade_share: float = 0.0
-    # share of pairs whose real face and fake both go through one such processing *after* the
-    # forgery, as a video is processed after it was made (the same processing on both; never the
+    # shares of pairs whose footage is sharpened, blurred, resampled or noised before forging, and
+    # whose real face and fake go through one such processing after it (the same on both; never the
     # fixed validation pairs)
+    degrade_share: float = 0.0
     post_process_share: float = 0.0
     # a fake's recipe is drawn again (up to 6 draws) until, on every frame, the mean change inside
     # its mask (largest over colour channels, 0-255, before the codec) is at least this
@@ -109,12 +107,9 @@ class OnlineConfig:
     def __post_init__(self) -> None:
         _one_of("online.blend_at", self.blend_at, ("source", "crop"))
         _one_of("online.codec", self.codec, ("jpeg", "h264", "none"))
-        for name in ("degrade_share", "post_process_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"online.{name}: a share, 0 <= value <= 1 "
-                                  f"(got {getattr(self, name)})")
-        if not 0.0 <= self.min_change < 255.0:
-            raise ConfigError(f"online.min_change: 0 <= value < 255 (got {self.min_change})")
+        for key, top in (("degrade_share", 1), ("post_process_share", 1), ("min_change", 254)):
+            if not 0 <= getattr(self, key) <= top:
+                raise ConfigError(f"online.{key}: 0 <= value <= {top} (got {getattr(self, key)})")
 
 
 @dataclass
