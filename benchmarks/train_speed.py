@@ -3,7 +3,8 @@ process:
 
 (a) the model alone: forward + backward + AdamW on one fixed batch, channels_last (as training runs)
     and (baseline) contiguous NCHW; and channels_last under bf16 autocast, which training uses on
-    CUDA only (on a CPU with AMX it is a candidate, measured here, not used);
+    CUDA only (on a CPU with AMX it is a candidate, measured here, not used); with --compile also
+    channels_last under torch.compile (inductor; a candidate, not used; its compile time printed);
 (b) the data alone: online pairs made per second in one process (a real face and its fake each);
 (c) end to end: the engine's loop, the DataLoader's workers making pairs while the model trains;
 (d) the data loader alone with `--workers` workers (what feeds a GPU, where the model step costs
@@ -13,7 +14,7 @@ process:
 Prints images/s of each and the ratios (c)/(a) (how much the data costs the training),
 channels_last / contiguous, bf16 / fp32 and one thread / default. Usage:
   python -m benchmarks.train_speed [--pool runs/release/pool] [--config configs/release.yaml]
-                                   [--workers N] [--json FILE] [--data-only]
+                                   [--workers N] [--json FILE] [--data-only] [--compile]
 Without --pool it builds a two-person pool from the bundled clips in a temporary folder.
 """
 from __future__ import annotations
@@ -77,14 +78,28 @@ def model_step_rate(model, loss_fn, batch: dict, steps: int, channels_last: bool
     return len(batch["input"]) / float(np.median(times[1:]))
 
 
-def model_rates(model, loss_fn, dataset, cfg, steps: int) -> dict[str, float]:
-    """(a) the model step on one fixed batch, contiguous and channels_last; (c) the engine's loop
-    with its workers."""
+def compiled_rate(model, loss_fn, batch: dict, steps: int) -> dict[str, float]:
+    """(a) under torch.compile: images/s after compiling, and the compile (first step) in s."""
+    model = model.to(memory_format=torch.channels_last)
+    compiled = torch.compile(model)
+    start = time.perf_counter()
+    train_step(compiled, loss_fn, torch.optim.AdamW(model.parameters(), lr=1e-4), batch)
+    compile_s = time.perf_counter() - start
+    return {"model_channels_last_compiled": model_step_rate(compiled, loss_fn, batch, steps,
+                                                            channels_last=True),
+            "compile_seconds": compile_s}
+
+
+def model_rates(model, loss_fn, dataset, cfg, steps: int, compile: bool = False
+                ) -> dict[str, float]:
+    """(a) the model step on one fixed batch, contiguous and channels_last (and compiled); (c)
+    the engine's loop with its workers."""
     batch = next(iter(DataLoader(dataset, batch_size=cfg.batch_size,
                                  sampler=range(cfg.batch_size))))
     contiguous = model_step_rate(model, loss_fn, batch, steps, channels_last=False)
     channels_last = model_step_rate(model, loss_fn, batch, steps, channels_last=True)
     bf16 = model_step_rate(model, loss_fn, batch, steps, channels_last=True, bf16=True)
+    compiled = compiled_rate(model, loss_fn, batch, steps) if compile else {}
     loader = DataLoader(dataset, batch_size=cfg.batch_size,
                         sampler=range((steps + 1) * cfg.batch_size), num_workers=cfg.num_workers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -94,7 +109,7 @@ def model_rates(model, loss_fn, dataset, cfg, steps: int) -> dict[str, float]:
         times.append(time.perf_counter() - start)
         start = time.perf_counter()
     return {"model_contiguous": contiguous, "model_channels_last": channels_last,
-            "model_channels_last_bf16": bf16,
+            "model_channels_last_bf16": bf16, **compiled,
             "end_to_end": cfg.batch_size / float(np.median(times[1:]))}
 
 
@@ -120,6 +135,9 @@ def main() -> None:
     parser.add_argument("--data-only", action="store_true",
                         help="only (b) and (d): on a GPU machine, where (a) and (c) would time the "
                         "model on its CPU")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the model step under torch.compile (compiling takes "
+                        "a minute or more on 2 CPU cores)")
     args = parser.parse_args()
     config = load_config(args.config)
     cfg = config.localize
@@ -139,7 +157,7 @@ def main() -> None:
 
     rates = {"pairs_one_process": data_rate}
     if not args.data_only:
-        rates.update(model_rates(model, loss_fn, dataset, cfg, args.steps))
+        rates.update(model_rates(model, loss_fn, dataset, cfg, args.steps, args.compile))
 
     workers = max(1, cfg.num_workers if args.workers is None else args.workers)
     batches = max(4, 2 * workers)
@@ -158,6 +176,11 @@ def main() -> None:
         print(f"(a) model step, channels_last, bf16   {rates['model_channels_last_bf16']:7.1f} "
               f"images/s ({rates['model_channels_last_bf16'] / rates['model_channels_last']:.2f}x "
               "fp32 channels_last)")
+        if args.compile:
+            print(f"(a) model step, channels_last, compiled "
+                  f"{rates['model_channels_last_compiled']:7.1f} images/s "
+                  f"({rates['model_channels_last_compiled'] / rates['model_channels_last']:.2f}x "
+                  f"eager channels_last; compiling took {rates['compile_seconds']:.0f} s)")
     print(f"(b) online pairs, one process         {data_rate:7.1f} images/s")
     if not args.data_only:
         print(f"(c) end to end (engine loop)          {rates['end_to_end']:7.1f} images/s "
