@@ -90,7 +90,7 @@ def compiled_rate(model, loss_fn, batch: dict, steps: int) -> dict[str, float]:
             "compile_seconds": compile_s}
 
 
-def model_rates(model, loss_fn, dataset, cfg, steps: int, compile: bool = False
+def model_rates(model, loss_fn, dataset, cfg, steps: int, compiled: bool = False
                 ) -> dict[str, float]:
     """(a) the model step on one fixed batch, contiguous and channels_last (and compiled); (c)
     the engine's loop with its workers."""
@@ -99,7 +99,7 @@ def model_rates(model, loss_fn, dataset, cfg, steps: int, compile: bool = False
     contiguous = model_step_rate(model, loss_fn, batch, steps, channels_last=False)
     channels_last = model_step_rate(model, loss_fn, batch, steps, channels_last=True)
     bf16 = model_step_rate(model, loss_fn, batch, steps, channels_last=True, bf16=True)
-    compiled = compiled_rate(model, loss_fn, batch, steps) if compile else {}
+    compiled_rates = compiled_rate(model, loss_fn, batch, steps) if compiled else {}
     loader = DataLoader(dataset, batch_size=cfg.batch_size,
                         sampler=range((steps + 1) * cfg.batch_size), num_workers=cfg.num_workers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -109,7 +109,7 @@ def model_rates(model, loss_fn, dataset, cfg, steps: int, compile: bool = False
         times.append(time.perf_counter() - start)
         start = time.perf_counter()
     return {"model_contiguous": contiguous, "model_channels_last": channels_last,
-            "model_channels_last_bf16": bf16, **compiled,
+            "model_channels_last_bf16": bf16, **compiled_rates,
             "end_to_end": cfg.batch_size / float(np.median(times[1:]))}
 
 
