@@ -161,8 +161,8 @@ class TrainConfig:
     warmup_epochs: int = 1
     grad_clip: float = 1.0  # 0: off
     num_workers: int = 0  # DataLoader worker processes
-    # bf16 autocast on CUDA; ignored on CPU, where even with AMX it made the localizer's step only
-    # 1.15x faster (benchmarks/train_speed.py) and would change the numerics of every CPU study
+    # bf16 autocast on CUDA; ignored on CPU, where with AMX it made the localizer's step 1.15-1.5x
+    # faster (benchmarks/train_speed.py) but would change the numerics of every CPU study
     amp: bool = True
     # channels_last for 4-D conv weights: the EfficientNet-Lite0 UNet at 160 px trains 1.6x faster
     # with it on 2 CPU cores (benchmarks/train_speed.py), and tensor cores want it on a GPU
