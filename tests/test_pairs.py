@@ -16,6 +16,14 @@ def pool(tiny_pool):
     return FacePool(tiny_pool)
 
 
+def changed_and_near(pair, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """[T, C, C] where the fake differs from its real, and where a pixel lies within a `width`
+    square around where a source went in (`touched`)."""
+    touched = torch.from_numpy((pair.touched > 0)[:, None].astype(np.float32))
+    near = torch.nn.functional.max_pool2d(touched, width, 1, width // 2)[:, 0].numpy() > 0
+    return np.any(pair.fake != pair.real, axis=3), near
+
+
 def test_the_pool_keeps_wide_crops_with_landmarks(pool):
     assert pool.kinds() == {"video": ["carphone"], "image": ["astronaut"]}
     crops, points = pool.crops[0], pool.landmarks[0]
@@ -33,11 +41,8 @@ def test_a_fake_differs_from_its_real_only_where_its_source_went_in(pool, blend_
     for k in range(12):
         pair = maker.make((3, k))
         assert pair.real.shape == pair.fake.shape == (1, 224, 224, 3)
-        changed = np.any(pair.fake != pair.real, axis=3)
-        touched = pair.touched > 0
         # resizing to the crop mixes a pixel with its neighbours: allow one pixel of spread
-        near = torch.nn.functional.max_pool2d(torch.from_numpy(touched[:, None].astype(np.float32)),
-                                              3, 1, 1)[:, 0].numpy() > 0
+        changed, near = changed_and_near(pair, 3)
         assert not changed[~near].any(), (k, pair.method)
         assert pair.mask.any(), (k, pair.method)
         assert not (pair.mask > 0)[~near].any(), (k, pair.method)
@@ -129,10 +134,8 @@ def test_degraded_footage_is_carried_by_the_real_and_its_fake_alike(pool):
         moved.append(np.abs(pair.real.astype(int) - before.real).mean())
         assert moved[-1] > 0, k
         # ... under the real face and its fake alike: they still differ only where the forgery is
-        changed = np.any(pair.fake != pair.real, axis=3)
-        near = torch.nn.functional.max_pool2d(
-            torch.from_numpy((pair.touched > 0)[:, None].astype(np.float32)), 3, 1, 1)[:, 0] > 0
-        assert not changed[~near.numpy()].any(), (k, pair.method)
+        changed, near = changed_and_near(pair, 3)
+        assert not changed[~near].any(), (k, pair.method)
         assert pair.mask.any(), (k, pair.method)
     assert np.mean(moved) > 0.3, moved
 
@@ -150,10 +153,8 @@ def test_processing_after_the_forgery_is_the_same_on_the_real_and_its_fake(pool)
         assert moved[-1] > 0, k
         # ... and the fake the same way, noise included: away from the forgery (blur and rescale
         # spread it by a few pixels) the two are still identical
-        changed = np.any(pair.fake != pair.real, axis=3)
-        near = torch.nn.functional.max_pool2d(
-            torch.from_numpy((pair.touched > 0)[:, None].astype(np.float32)), 25, 1, 12)[:, 0] > 0
-        assert not changed[~near.numpy()].any(), (k, pair.method)
+        changed, near = changed_and_near(pair, 25)
+        assert not changed[~near].any(), (k, pair.method)
         assert changed[pair.mask > 0].mean() > 0.5, (k, pair.method)
         spread.append(changed[~(pair.touched > 0)].sum())
     assert np.mean(moved) > 0.3, moved

@@ -228,15 +228,14 @@ class PairMaker:
         x = (x - 128.0) * contrast + 128.0 + brightness  # a fixed pivot: the same map for both
         return np.clip(x + 0.5, 0, 255).astype(np.uint8), self._crop_masks(view, masks)
 
-    def _post_processing(self, rng: np.random.Generator, view: _View
-                         ) -> Callable[[np.ndarray], np.ndarray]:
-        """What both the real frames and the forged ones go through after the forgery: one of the
-        degradations in a share `post_process_share` of pairs (drawn from the real stream, so the
-        real face needs no fake), else nothing."""
-        if not (self.cfg.post_process_share and rng.random() < self.cfg.post_process_share):
-            return lambda frames: frames  # (no draw at 0: pairs stay those of earlier runs)
+    def _drawn_degradation(self, rng: np.random.Generator, view: _View, share: float,
+                           same_noise: bool = False) -> Callable[[np.ndarray], np.ndarray] | None:
+        """One of the degradations in a `share` of pairs, else None; drawn from the real stream,
+        so the real face never needs its fake (no draw at 0: pairs stay those of earlier runs)."""
+        if not (share and rng.random() < share):
+            return None
         size = float(np.mean([face_size(p) for p in view.landmarks]))
-        return self._degradation(rng, size, same_noise=True)
+        return self._degradation(rng, size, same_noise)
 
     def make(self, key: tuple[int, ...], fake: bool = True, num_frames: int = 1,
              methods: list[str] | None = None) -> Pair:
@@ -246,12 +245,12 @@ class PairMaker:
         person = self._person(rng, num_frames)
         source, picks = self._frames(rng, person, num_frames)
         view = self._view(rng, source, picks)
-        if self.cfg.degrade_share and rng.random() < self.cfg.degrade_share:  # (no draw at 0:
-            # pairs stay those of runs from before the option)
-            view.degrade = self._degradation(rng, float(np.mean([face_size(p)
-                                                                 for p in view.landmarks])))
+        view.degrade = self._drawn_degradation(rng, view, self.cfg.degrade_share)
+        if view.degrade is not None:  # the footage's own, before anything is forged in it
             view.frames = view.degrade(view.frames)
-        after = self._post_processing(rng, view)
+        # after the forgery, the same on the real frames and the forged ones, noise included
+        after = self._drawn_degradation(rng, view, self.cfg.post_process_share, same_noise=True) \
+            or (lambda frames: frames)
         real, zeros = self._finish(view, after(view.frames), None)
         if not fake:
             return Pair(real, None, zeros, "", person)
