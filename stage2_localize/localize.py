@@ -88,9 +88,22 @@ def recovered_faces(run_dir: Path, cache: Path, rows: list[ClipRow], config: Con
 
 # --- training -------------------------------------------------------------------------------------
 
-def _optimizer(cfg: LocalizeConfig):
+def param_groups(model, cfg: LocalizeConfig) -> list[dict]:
+    """The localizer's encoder at encoder_lr_scale x lr, everything else at lr (the engine's
+    schedule scales each group's rate by the same factor)."""
+    named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+    if cfg.encoder_lr_scale == 1:  # one group, as before the option: earlier runs' states resume
+        return [{"params": [param for _, param in named], "lr": cfg.lr}]
+    encoder = [param for name, param in named if name.startswith("localizer.unet.encoder.")]
+    rest = [param for name, param in named if not name.startswith("localizer.unet.encoder.")]
+    groups = [{"params": rest, "lr": cfg.lr},
+              {"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale}]
+    return [group for group in groups if group["params"]]
+
+
+def optimizer_factory(cfg: LocalizeConfig):
     def make(model):
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = param_groups(model, cfg)
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
@@ -168,7 +181,7 @@ def run_localize(cache: str | Path, run_dir: str | Path, config: Config) -> dict
                           "use_localizer": cfg.use_localizer, "use_stage1": cfg.use_stage1}}
     summary = train_stage("localize", model, spec, run_dir, cfg, sets, make_loss(cfg),
                           validate=validation_metrics, select_key="val_select", select_mode="max",
-                          optimizer_factory=_optimizer(cfg), wrap_ddp=not cfg.meta,
+                          optimizer_factory=optimizer_factory(cfg), wrap_ddp=not cfg.meta,
                           extra=extra).to_dict()
     if config.dadf.enabled:  # the DADF head trains as a second stage-2 branch
         summary["dadf"] = run_dadf(cache, run_dir, config)

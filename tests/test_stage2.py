@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from delocate.common.config import load_config
+from delocate.common.config import ConfigError, load_config
 from delocate.meta.splits import split_by_method
 from delocate.meta.step import meta_step_loss
 from delocate.models.stage2_net import Stage2Net
-from delocate.stage2_localize.localize import batch_at, make_loss
+from delocate.stage2_localize.localize import batch_at, make_loss, optimizer_factory
 from delocate.stage2_localize.losses import loc_loss, pair_loss, stage2_loss
 from delocate.stage2_localize.validation import validation_metrics
 from delocate.training.inputs import ClipRow
@@ -40,6 +40,28 @@ def test_shapes_and_a_training_step_for_each_ablation(switches):
     loss.backward()
     torch.optim.SGD(model.parameters(), lr=0.1).step()
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("scale", [0.25, 1.0])
+def test_the_encoder_learns_at_its_share_of_the_learning_rate(scale):
+    torch.manual_seed(0)
+    model, data = Stage2Net(map_size=16, use_mapping=False), batch()
+    cfg = load_config(None, ["localize.lr=0.01", "localize.weight_decay=0",
+                             f"localize.encoder_lr_scale={scale}"]).localize
+    optimizer = optimizer_factory(cfg)(model)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    stage2_loss(model(data["input"]), data)[0].backward()
+    optimizer.step()
+
+    def largest_step(in_encoder: bool) -> float:  # Adam's first step: lr x sign of the gradient
+        return max((p.detach() - before[name]).abs().max().item()
+                   for name, p in model.named_parameters()
+                   if name.startswith("localizer.unet.encoder.") == in_encoder)
+    assert largest_step(True) == pytest.approx(0.01 * scale, rel=0.01)
+    assert largest_step(False) == pytest.approx(0.01, rel=0.01)
+    assert len(optimizer.param_groups) == (1 if scale == 1 else 2)  # old runs' states resume
+    with pytest.raises(ConfigError, match="localize.encoder_lr_scale"):
+        load_config(None, ["localize.encoder_lr_scale=0"])
 
 
 def test_no_mapping_and_no_localizer_is_refused():
