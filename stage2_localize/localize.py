@@ -88,22 +88,24 @@ def recovered_faces(run_dir: Path, cache: Path, rows: list[ClipRow], config: Con
 
 # --- training -------------------------------------------------------------------------------------
 
-def param_groups(model, cfg: LocalizeConfig) -> list[dict]:
+ENCODER = "localizer.unet.encoder."  # the ImageNet-initialised part of Stage2Net, by name
+
+
+def learning_rate_groups(model, cfg: LocalizeConfig) -> list[dict]:
     """The localizer's encoder at encoder_lr_scale x lr, everything else at lr (the engine's
     schedule scales each group's rate by the same factor)."""
     named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
     if cfg.encoder_lr_scale == 1:  # one group, as before the option: earlier runs' states resume
         return [{"params": [param for _, param in named], "lr": cfg.lr}]
-    encoder = [param for name, param in named if name.startswith("localizer.unet.encoder.")]
-    rest = [param for name, param in named if not name.startswith("localizer.unet.encoder.")]
-    groups = [{"params": rest, "lr": cfg.lr},
-              {"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale}]
+    groups = [{"params": [p for name, p in named if not name.startswith(ENCODER)], "lr": cfg.lr},
+              {"params": [p for name, p in named if name.startswith(ENCODER)],
+               "lr": cfg.lr * cfg.encoder_lr_scale}]
     return [group for group in groups if group["params"]]
 
 
 def optimizer_factory(cfg: LocalizeConfig):
     def make(model):
-        params = param_groups(model, cfg)
+        params = learning_rate_groups(model, cfg)
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)

@@ -7,7 +7,7 @@ from delocate.common.config import ConfigError, load_config
 from delocate.meta.splits import split_by_method
 from delocate.meta.step import meta_step_loss
 from delocate.models.stage2_net import Stage2Net
-from delocate.stage2_localize.localize import batch_at, make_loss, optimizer_factory
+from delocate.stage2_localize.localize import ENCODER, batch_at, make_loss, optimizer_factory
 from delocate.stage2_localize.losses import loc_loss, pair_loss, stage2_loss
 from delocate.stage2_localize.validation import validation_metrics
 from delocate.training.inputs import ClipRow
@@ -56,7 +56,7 @@ def test_the_encoder_learns_at_its_share_of_the_learning_rate(scale):
     def largest_step(in_encoder: bool) -> float:  # Adam's first step: lr x sign of the gradient
         return max((p.detach() - before[name]).abs().max().item()
                    for name, p in model.named_parameters()
-                   if name.startswith("localizer.unet.encoder.") == in_encoder)
+                   if name.startswith(ENCODER) == in_encoder)
     assert largest_step(True) == pytest.approx(0.01 * scale, rel=0.01)
     assert largest_step(False) == pytest.approx(0.01, rel=0.01)
     assert len(optimizer.param_groups) == (1 if scale == 1 else 2)  # old runs' states resume
