@@ -136,12 +136,13 @@ class PairMaker:
         if kind == 3:  # sensor noise, drawn afresh for every frame as a camera's is
             sigma = float(rng.uniform(1.5, 5.0))
             seed = int(rng.integers(1 << 31))
-            noise = np.random.default_rng(seed)
-            return lambda frames: np.clip(
-                frames.astype(np.float32)
-                + (np.random.default_rng(seed) if same_noise else noise)
-                .normal(0.0, sigma, frames.shape).astype(np.float32) + 0.5, 0, 255
-            ).astype(np.uint8)
+            stream = np.random.default_rng(seed)  # one stream: each call its own grain
+
+            def noised(frames: np.ndarray) -> np.ndarray:
+                draw = np.random.default_rng(seed) if same_noise else stream
+                grain = draw.normal(0.0, sigma, frames.shape).astype(np.float32)
+                return np.clip(frames.astype(np.float32) + grain + 0.5, 0, 255).astype(np.uint8)
+            return noised
         resample = float(rng.uniform(0.4, 0.85)) if kind == 2 else 1.0
         sharpness = (-float(rng.uniform(0.3, 1.2)) if kind == 0 else
                      float(rng.uniform(0.3, 1.0)) if kind == 1 else 0.0)
