@@ -99,6 +99,8 @@ class OnlineConfig:
     # fixed validation pairs)
     degrade_share: float = 0.0
     post_process_share: float = 0.0
+    # share of pairs whose footage is relit around the face before forging (training/relighting.py)
+    relight_share: float = 0.0
     # a fake's recipe is drawn again (up to 6 draws) until, on every frame, the mean change inside
     # its mask (largest over colour channels, 0-255, before the codec) is at least this
     min_change: float = 2.0
@@ -109,7 +111,8 @@ class OnlineConfig:
     def __post_init__(self) -> None:
         one_of("online.blend_at", self.blend_at, ("source", "crop"))
         one_of("online.codec", self.codec, ("jpeg", "h264", "none"))
-        for key, top in (("degrade_share", 1), ("post_process_share", 1), ("min_change", 254)):
+        for key, top in (("degrade_share", 1), ("post_process_share", 1), ("relight_share", 1),
+                         ("min_change", 254)):
             if not 0 <= getattr(self, key) <= top:
                 raise ConfigError(f"online.{key}: 0 <= value <= {top} (got {getattr(self, key)})")
 

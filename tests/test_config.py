@@ -50,7 +50,7 @@ def test_online_min_change_out_of_range_is_a_config_error(value):
         load_config(None, [f"online.min_change={value}"])
 
 
-@pytest.mark.parametrize("key", ["degrade_share", "post_process_share"])
+@pytest.mark.parametrize("key", ["degrade_share", "post_process_share", "relight_share"])
 @pytest.mark.parametrize("value", ["-0.1", "1.5"])
 def test_online_shares_out_of_range_are_config_errors(key, value):
     with pytest.raises(ConfigError, match=f"online.{key}"):

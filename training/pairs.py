@@ -6,8 +6,9 @@ Per pair (a fixed function of its key, so runs are reproducible by seed in any D
    consecutive ones;
 2. a source resolution: the frames are scaled so the face crop is `source_scale` x crop_size wide,
    never finer than the footage itself (blend_at=crop instead forges on the final crop, as the fixed
-   synthetic cache did); in a share `degrade_share` of pairs the footage itself is then sharpened,
-   blurred, resampled or noised, so the real face and its fake both carry it;
+   synthetic cache did); in a share `relight_share` of pairs the footage is relit around the face
+   (training/relighting.py), and in a share `degrade_share` it is sharpened, blurred, resampled or
+   noised, so the real face and its fake both carry it;
 3. the fake: a method, a recipe and (swap) a donor person, forged frame by frame at that resolution
    (preprocessing/forgery.py); recipes that change less than `min_change` or leave no mask are
    drawn again (the method stays);
@@ -35,6 +36,7 @@ from delocate.preprocessing.face_pool import FacePool
 from delocate.preprocessing.faces import crop_square, to_crop_coords, warp_crop
 from delocate.preprocessing.forgery import draw_recipe, face_size, forge, texture_frames
 from delocate.preprocessing.synthesis import METHODS, PART_OF_METHOD
+from delocate.training.relighting import Relighting, draw_relighting, relight
 
 MIN_FACE_PX = 64  # the smallest face crop side a source resolution may go down to
 MIN_MASK_SHARE = 0.004  # a fake's mask covers at least this share of the crop (else redrawn)
@@ -63,6 +65,13 @@ class _View:
     colour: tuple[float, float, float]  # contrast, brightness, saturation
     # the footage's own degradation (PairMaker._degradation), also on donors from the same footage
     degrade: Callable[[np.ndarray], np.ndarray] | None = None
+    relit: Relighting | None = None  # the footage's light, also on donors from the same footage
+
+    def footage(self, frames: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Frames of this footage as it was shot: relit, then degraded (when drawn)."""
+        if self.relit is not None:
+            frames = relight(frames, landmarks, self.relit)
+        return frames if self.degrade is None else self.degrade(frames)
 
 
 class PairMaker:
@@ -172,8 +181,8 @@ class PairMaker:
             interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
             frames = np.stack([cv2.resize(f, shape[1::-1], interpolation=interp) for f in frames])
             points = points * factor
-        if donor_source == source and view.degrade is not None:
-            frames = view.degrade(frames)
+        if donor_source == source:
+            frames = view.footage(frames, points)
         return frames, points
 
     def _forge(self, rng: np.random.Generator, view: _View, person: str, source: int,
@@ -247,8 +256,10 @@ class PairMaker:
         source, picks = self._frames(rng, person, num_frames)
         view = self._view(rng, source, picks)
         view.degrade = self._drawn_degradation(rng, view, self.cfg.degrade_share)
-        if view.degrade is not None:  # the footage's own, before anything is forged in it
-            view.frames = view.degrade(view.frames)
+        share = self.cfg.relight_share  # (no draw at 0: pairs stay those of earlier runs)
+        view.relit = draw_relighting(rng) if share and rng.random() < share else None
+        # the footage's own light and quality, before anything is forged in it
+        view.frames = view.footage(view.frames, view.landmarks)
         # after the forgery, the same on the real frames and the forged ones, noise included
         after = self._drawn_degradation(rng, view, self.cfg.post_process_share, same_noise=True) \
             or (lambda frames: frames)
