@@ -6,7 +6,8 @@ detector that learned "the face's tone differs from the neck" calls such real fa
 shipped model: two test people's real videos at 0.94 and 0.96; relit real clips score higher).
 Relit in a share of pairs, before anything is forged, tone alone tells real from fake nothing; a
 blend's seam still does. Measured at 0.5 and 0.2 (STUDIES.md, "Relit footage under the real face
-and its fake"): those real faces fell, and so did the fakes; off by default.
+and its fake"): at 0.5 those real faces fell and so did the fakes; neither share ranked better;
+off by default.
 
 The light is a gain per colour channel, weighted by a field with no edge anywhere (a wide Gaussian
 around the face, or a soft ramp across it), placed by each frame's landmarks so it moves with the
