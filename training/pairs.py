@@ -42,6 +42,12 @@ MIN_FACE_PX = 64  # the smallest face crop side a source resolution may go down 
 MIN_MASK_SHARE = 0.004  # a fake's mask covers at least this share of the crop (else redrawn)
 
 
+def _in_share(rng: np.random.Generator, share: float) -> bool:
+    """Whether this pair is among a `share` of pairs; no draw at 0, so the pairs of runs without
+    the option are exactly those made before it existed."""
+    return bool(share) and rng.random() < share
+
+
 @dataclass
 class Pair:
     real: np.ndarray  # uint8 [T, C, C, 3] at crop_size
@@ -241,8 +247,8 @@ class PairMaker:
     def _drawn_degradation(self, rng: np.random.Generator, view: _View, share: float,
                            same_noise: bool = False) -> Callable[[np.ndarray], np.ndarray] | None:
         """One of the degradations in a `share` of pairs, else None; drawn from the real stream,
-        so the real face never needs its fake (no draw at 0: pairs stay those of earlier runs)."""
-        if not (share and rng.random() < share):
+        so the real face never needs its fake."""
+        if not _in_share(rng, share):
             return None
         size = float(np.mean([face_size(p) for p in view.landmarks]))
         return self._degradation(rng, size, same_noise)
@@ -256,8 +262,7 @@ class PairMaker:
         source, picks = self._frames(rng, person, num_frames)
         view = self._view(rng, source, picks)
         view.degrade = self._drawn_degradation(rng, view, self.cfg.degrade_share)
-        share = self.cfg.relight_share  # (no draw at 0: pairs stay those of earlier runs)
-        view.relit = draw_relighting(rng) if share and rng.random() < share else None
+        view.relit = draw_relighting(rng) if _in_share(rng, self.cfg.relight_share) else None
         # the footage's own light and quality, before anything is forged in it
         view.frames = view.footage(view.frames, view.landmarks)
         # after the forgery, the same on the real frames and the forged ones, noise included

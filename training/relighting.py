@@ -47,8 +47,9 @@ def light_field(relighting: Relighting, landmarks: np.ndarray, shape: tuple[int,
     """float32 [H, W] in [0, 1]: how much of the gain each pixel of one frame takes."""
     size = face_size(landmarks)
     centre = landmarks.mean(axis=0) + np.asarray(relighting.offset) * size
-    ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
-    dx, dy = xs - centre[0], ys - centre[1]
+    # a row and a column that broadcast to [H, W]: no full coordinate grids per frame
+    dx = np.arange(shape[1], dtype=np.float32)[None, :] - centre[0]
+    dy = np.arange(shape[0], dtype=np.float32)[:, None] - centre[1]
     width = relighting.reach * size
     if relighting.kind == "face":
         return np.exp(-(dx * dx + dy * dy) / (2 * width * width)).astype(np.float32)
