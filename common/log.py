@@ -53,10 +53,10 @@ class Steps:
     def __init__(self, job: str):
         self.job, self.began, self.timings = job, time.time(), {}
 
-    def __call__(self, name: str, fn, *args):
+    def __call__(self, name: str, fn, *args, **kwargs):
         start = time.time()
         info(f"{self.job}: {name} ...")
-        result = fn(*args)
+        result = fn(*args, **kwargs)
         self.timings[name] = time.time() - start
         return result
 

@@ -79,11 +79,12 @@ def summarize(labels: np.ndarray, scores: np.ndarray, threshold: float, bootstra
 
 
 def run_robustness(cache: str | Path, run_dir: str | Path, split: str = "test",
-                   out_dir: str | Path | None = None) -> dict:
+                   out_dir: str | Path | None = None, detector: Detector | None = None) -> dict:
     """Every processing of PROCESSINGS on every clip of `split` ("all": the whole cache), scored
-    by the run; robustness.json in out_dir (default RUN_DIR/robustness_<split>)."""
+    by the run (or by `detector`, the run already loaded); robustness.json in out_dir (default
+    RUN_DIR/robustness_<split>)."""
     cache, run_dir = Path(cache), Path(run_dir)
-    detector = Detector(run_dir)
+    detector = detector or Detector(run_dir)
     threshold, chosen_on = detector.threshold
     rows = select_rows(cache, None if split == "all" else split)
     labels = np.array([row.label for row in rows])

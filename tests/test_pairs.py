@@ -16,6 +16,9 @@ def pool(tiny_pool):
     return FacePool(tiny_pool)
 
 
+SPREAD = 5  # square width: two pixels either side of where a source went in
+
+
 def changed_and_near(pair, width: int) -> tuple[np.ndarray, np.ndarray]:
     """[T, C, C] where the fake differs from its real, and where a pixel lies within a `width`
     square around where a source went in (`touched`)."""
@@ -41,8 +44,9 @@ def test_a_fake_differs_from_its_real_only_where_its_source_went_in(pool, blend_
     for k in range(12):
         pair = maker.make((3, k))
         assert pair.real.shape == pair.fake.shape == (1, 224, 224, 3)
-        # resizing to the crop mixes a pixel with its neighbours: allow one pixel of spread
-        changed, near = changed_and_near(pair, 3)
+        # resizing to the crop mixes a pixel with its neighbours: a face forged at 0.55 x
+        # crop_size is upscaled ~1.8x into the crop, so a change spreads by up to two pixels
+        changed, near = changed_and_near(pair, SPREAD)
         assert not changed[~near].any(), (k, pair.method)
         assert pair.mask.any(), (k, pair.method)
         assert not (pair.mask > 0)[~near].any(), (k, pair.method)
@@ -135,8 +139,7 @@ def test_degraded_or_relit_footage_is_carried_by_the_real_and_its_fake_alike(poo
         moved.append(np.abs(pair.real.astype(int) - before.real).mean())
         assert moved[-1] > 0, k
         # ... under the real face and its fake alike: they still differ only where the forgery is
-        # (a face forged at 0.55 x crop_size is upscaled ~1.8x into the crop: two pixels of spread)
-        changed, near = changed_and_near(pair, 5)
+        changed, near = changed_and_near(pair, SPREAD)
         assert not changed[~near].any(), (k, pair.method)
         assert pair.mask.any(), (k, pair.method)
     assert np.mean(moved) > 0.3, moved

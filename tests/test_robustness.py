@@ -9,7 +9,8 @@ import pytest
 
 from delocate.common.config import PreprocessConfig
 from delocate.evaluation.detector import Detector
-from delocate.evaluation.robustness import PROCESSINGS, processed, summarize
+from delocate.evaluation.robustness import (PROCESSINGS, processed, run_robustness,
+                                            summarize)
 from delocate.preprocessing.datasets import VideoEntry
 from delocate.preprocessing.faces import FaceAnalyzer
 from delocate.preprocessing.preprocess import preprocess_video
@@ -78,3 +79,6 @@ def test_the_stage_scores_every_processing_with_the_runs_threshold(clip, tmp_pat
         real = detector.predict_clip(processed(clip, name, rng)).fused
         assert row["mean_real"] == pytest.approx(real, abs=1e-6), name
         assert row["real_called_fake"] == int(real >= threshold), name
+    # --stage release hands over the detector its evaluation loaded: the same rows
+    again = run_robustness(cache, run, out_dir=tmp_path / "again", detector=detector)
+    assert again["processings"] == result["processings"]

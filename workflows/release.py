@@ -79,7 +79,7 @@ def run_release(out_dir: str | Path, config: Config) -> int:
     dev = step("dev set (third-party forgeries)", evaluate_dev, resolve(config.release.dev_set),
                evaluation, config)
     robustness = step("robustness on the test people (benign processing)", run_robustness,
-                      heldout, run, "test")
+                      heldout, run, "test", detector=evaluation.detector)
     print(f"\ntest people ({', '.join(sorted({s.person for s in sources if s.split == 'test'}))}):")
     print(format_tables(result))
     if dev is not None:
