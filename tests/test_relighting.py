@@ -1,10 +1,12 @@
-"""Relit footage (training/relighting.py): a light with no edge, around the face (under the real
-face and its fake alike: tests/test_pairs.py)."""
+"""Relit footage (training/relighting.py): a light with no edge, around the face, on donors from
+the same footage too (under the real face and its fake alike: tests/test_pairs.py)."""
 import numpy as np
 import pytest
 
+from delocate.common.config import OnlineConfig
 from delocate.preprocessing.face_pool import FacePool
 from delocate.preprocessing.forgery import face_size
+from delocate.training.pairs import PairMaker
 from delocate.training.relighting import Relighting, draw_relighting, light_field, relight
 
 
@@ -41,3 +43,21 @@ def test_relight_brightens_the_face_by_its_gain():
     centre = np.round(points[0].mean(axis=0)).astype(int)
     assert np.abs(warm[:, centre[1], centre[0]].astype(int) - [130, 110, 80]).max() <= 2
     assert np.abs(warm[:, 0, 0].astype(int) - 100).max() < np.abs(warm[:, 32, 32] - 100.0).max()
+
+
+def test_a_donor_from_the_same_footage_is_lit_as_the_footage_and_another_persons_is_not(pool):
+    maker = PairMaker(pool, OnlineConfig(codec="none"))
+    source = pool.sources_of["carphone"][0]  # the video: other moments of it are part donors
+    picks = np.array([0])
+    view = maker._view(np.random.default_rng(0), source, picks)
+    unlit = {m: maker._donor(np.random.default_rng(1), "carphone", m, source, picks, view)
+             for m in ("part-eyes", "swap")}
+    view.relit = Relighting("face", (0.3, 0.2, 0.25), 0.6, (0.0, 0.0), 0.0)
+    lit = {m: maker._donor(np.random.default_rng(1), "carphone", m, source, picks, view)
+           for m in ("part-eyes", "swap")}
+    (eyes, points), (before, _) = lit["part-eyes"], unlit["part-eyes"]
+    assert np.array_equal(points, unlit["part-eyes"][1])  # the same moment of the footage ...
+    assert np.array_equal(eyes, relight(before, points, view.relit))  # ... under its light
+    assert np.abs(eyes.astype(int) - before).mean() > 3
+    # the astronaut's photo was not shot in this footage: its light stays its own
+    assert np.array_equal(lit["swap"][0], unlit["swap"][0])
