@@ -84,7 +84,7 @@ def run_robustness(cache: str | Path, run_dir: str | Path, split: str = "test",
     by the run (or by `detector`, the run already loaded); robustness.json in out_dir (default
     RUN_DIR/robustness_<split>)."""
     cache, run_dir = Path(cache), Path(run_dir)
-    detector = detector or Detector(run_dir)
+    detector = Detector(run_dir) if detector is None else detector
     threshold, chosen_on = detector.threshold
     rows = select_rows(cache, None if split == "all" else split)
     labels = np.array([row.label for row in rows])
