@@ -5,6 +5,7 @@ common/training_sections.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 class ConfigError(ValueError):
@@ -107,12 +108,14 @@ class OnlineConfig:
     val_pairs: int = 192  # fixed validation pairs (frames) from the pool's val people
     val_clips: int = 48  # fixed validation clip pairs (stage 1)
     seed: int = 0
+    # the options that change the footage or its processing in a share of the training pairs:
+    # each in [0, 1], and all 0 for the fixed validation pairs (training/online_data.py)
+    SHARES: ClassVar[tuple[str, ...]] = ("degrade_share", "post_process_share", "relight_share")
 
     def __post_init__(self) -> None:
         one_of("online.blend_at", self.blend_at, ("source", "crop"))
         one_of("online.codec", self.codec, ("jpeg", "h264", "none"))
-        for key, top in (("degrade_share", 1), ("post_process_share", 1), ("relight_share", 1),
-                         ("min_change", 254)):
+        for key, top in (*((share, 1) for share in self.SHARES), ("min_change", 254)):
             if not 0 <= getattr(self, key) <= top:
                 raise ConfigError(f"online.{key}: 0 <= value <= {top} (got {getattr(self, key)})")
 

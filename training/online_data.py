@@ -137,8 +137,7 @@ def online_sets(pool_dir: str | Path, config: Config,
     val_pool = FacePool(pool_dir, ("val",))
     # the fixed pairs stay clean footage: checkpoints are chosen on the same items whatever the
     # training pairs' light, degradations and processing
-    val_online = replace(config.online, degrade_share=0.0, post_process_share=0.0,
-                         relight_share=0.0)
+    val_online = replace(config.online, **dict.fromkeys(config.online.SHARES, 0.0))
     val = fixed_set(make(PairMaker(val_pool, val_online, methods), config.online.seed + 1),
                     val_pairs, workers)
     return train, val, methods, (f"online pairs from {pool.describe()}; validation: {val_pairs} "
