@@ -30,6 +30,15 @@ class TrainConfig:
     # models/release/localize_best.safetensors) whose weights the whole model starts from, to
     # train it further; "" = start as the stage does
     init_from: str = ""
+    # sharpness-aware minimization (SAM, as SBI trains): each step's gradient is taken again at
+    # the weights rho away where the loss rises fastest (training/sharpness.py); two passes a
+    # step, so about twice the time; 0: off
+    sam_rho: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.sam_rho < 0:
+            raise ConfigError(f"sam_rho: a distance in weight space, 0 (off) or more (got "
+                              f"{self.sam_rho})")
 
 
 @dataclass
@@ -51,6 +60,7 @@ class RecoverConfig(TrainConfig, ClipInputConfig):
     grid_clips: int = 3  # validation clips drawn as original / masked / recovered PNG grids
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of("recover.mask_strategy", self.mask_strategy,
                ("roi", "roi:eyes", "roi:cheek_nose", "roi:lips", "random", "tube"))
 
@@ -62,6 +72,7 @@ class FinetuneConfig(TrainConfig):
     balanced: bool = True  # sample real and fake clips equally often
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of("finetune.tuning", self.tuning, ("full", "linear", "adapters"))
 
 
@@ -102,6 +113,7 @@ class LocalizeConfig(TrainConfig):
     use_stage1: bool = True  # ... without stage 1 (no recovered faces, no L_map, score = s2)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of("localize.encoder_weights", self.encoder_weights, ("imagenet", "none"))
         one_of("localize.loc_loss", self.loc_loss, ("mse", "bce", "bce_dice"))
         one_of("localize.cls_pool", self.cls_pool, ("avg", "avgmax"))
@@ -112,6 +124,9 @@ class LocalizeConfig(TrainConfig):
         if any(size <= 0 or size % 32 for size in self.train_sizes):
             raise ConfigError(f"localize.train_sizes {self.train_sizes}: multiples of 32 (the "
                               "U-Net halves its input five times)")
+        if self.train_sizes and self.sam_rho:  # SAM's second pass would read the next size
+            raise ConfigError("localize.train_sizes and localize.sam_rho do not go together: "
+                              "set one of them")
         if self.train_sizes and (self.meta or self.use_mapping):
             raise ConfigError("localize.train_sizes resizes the localizer's batches alone: set "
                               "localize.meta=false and localize.use_mapping=false")
@@ -131,5 +146,6 @@ class DadfConfig(TrainConfig):
     lr: float = 1e-4
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         one_of("dadf.variant", self.variant, ("vit_tiny", "vit_b", "vit_l", "vit_h"))
         one_of("dadf.adapter_variant", self.adapter_variant, ("A", "B", "C", "D"))

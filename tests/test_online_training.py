@@ -1,5 +1,6 @@
 """The training stages on online pairs from a face pool (tiny, CPU)."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -9,10 +10,11 @@ from delocate.evaluation.detector import Detector
 from delocate.evaluation.fusion import Fusion
 from delocate.workflows.export import export_run
 
-from delocate.common.config import load_config
+from delocate.common.config import OnlineConfig, load_config
 from delocate.stage1_recover.finetune import run_finetune
 from delocate.stage2_localize.dadf_train import run_dadf
 from delocate.stage2_localize.localize import run_localize
+from delocate.training.online_data import OnlineFrames, online_sets
 
 TINY_LOCALIZER = [
     "localize.encoder=tu-tf_efficientnet_lite0", "localize.encoder_weights=imagenet",
@@ -106,3 +108,27 @@ def test_the_dadf_head_trains_on_online_pairs(tiny_pool, tmp_path):
                                 "dadf.steps_per_epoch=2", "dadf.batch_size=4"])
     summary = run_dadf(tiny_pool, tmp_path / "run", config)
     assert (tmp_path / "run" / "dadf_best.safetensors").is_file() and summary["trainable_share"] > 0
+
+
+def test_the_fixed_validation_pairs_are_made_with_every_footage_share_off(tiny_pool, tmp_path):
+    """Checkpoints are chosen on the same clean validation items whatever the training pairs'
+    degradations, processing and light (a share missed here would change them silently)."""
+    pool = shutil.copytree(tiny_pool, tmp_path / "pool")
+    index = json.loads((pool / "index.json").read_text())
+    for source in index["sources"]:  # the photo's person validates, the video's trains
+        source["split"] = "val" if source["person"] == "astronaut" else "train"
+    (pool / "index.json").write_text(json.dumps(index))
+    config = load_config(None, ["online.methods=[blend]"]
+                         + [f"online.{share}=1.0" for share in OnlineConfig.SHARES])
+    made = []
+
+    def make(maker, seed):
+        made.append(maker)
+        return OnlineFrames(maker, 64, seed=seed)
+    _, val, _, _ = online_sets(pool, config, make, seed=0, val_pairs=1)
+    train_maker, val_maker = made
+    assert val_maker.pool.people == ["astronaut"] and len(val) == 2
+    assert {share: getattr(train_maker.cfg, share) for share in OnlineConfig.SHARES} == \
+        dict.fromkeys(OnlineConfig.SHARES, 1.0)
+    assert {share: getattr(val_maker.cfg, share) for share in OnlineConfig.SHARES} == \
+        dict.fromkeys(OnlineConfig.SHARES, 0.0)

@@ -4,12 +4,11 @@
 - after every epoch: `<name>_last.safetensors` (+ JSON sidecar that rebuilds the model) and
   `<name>_state.pt` (optimizer, scheduler, scaler, RNG, epoch; loaded with weights_only=True);
   `<name>_best.safetensors` whenever the validation metric improves (never the test set);
-- resume: a run dir holding a state file continues after its last finished epoch. Batches and their
-  randomness derive from (seed, epoch), so a resumed run ends with the same weights as an
-  uninterrupted one;
+- resume: a run dir holding a state file continues after its last finished epoch; batches and
+  their randomness derive from (seed, epoch): a resumed run ends as an uninterrupted one would;
 - a non-finite loss stops the run with a clear message (the last good checkpoint stays);
-- bf16 autocast on CUDA; DistributedDataParallel when started by torchrun (gloo on CPU, NCCL on
-  GPU).
+- sam_rho > 0: sharpness-aware steps (training/sharpness.py); bf16 autocast on CUDA;
+  DistributedDataParallel when started by torchrun (gloo on CPU, NCCL on GPU).
 """
 from __future__ import annotations
 
@@ -31,6 +30,7 @@ from delocate.common.config import Config, TrainConfig, save_config
 from delocate.common.io import atomic_write_bytes, load_checkpoint, save_checkpoint
 from delocate.common.log import JsonLineLog, info, progress
 from delocate.models.registry import ModelSpec
+from delocate.training.sharpness import sharpness_aware_gradient
 
 
 def open_run(cache: str | Path, run_dir: str | Path, config: Config) -> tuple[Path, Path]:
@@ -219,6 +219,22 @@ class Engine:
         return value < best if self.select_mode == "min" else value > best
 
     # --- the loop ------------------------------------------------------------------------------
+    def _backward(self, batch: dict, epoch: int, step: int) -> torch.Tensor:
+        """The batch's loss, backpropagated into the module's gradients (averaged over ranks)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            loss, _ = self.loss_fn(self.model, batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{self.name}: loss became {loss.item()} at epoch {epoch + 1}, step "
+                f"{step + 1}; stopping. Lower the learning rate (now {self.cfg.lr}) or "
+                f"check the inputs. The last good checkpoint is {self.path('last')}")
+        self.scaler.scale(loss).backward()
+        if self.sync_by_hand:
+            for param in (p for p in self.module.parameters() if p.grad is not None):
+                dist.all_reduce(param.grad)
+                param.grad /= self.world
+        return loss
+
     def fit(self) -> EngineResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start, best, best_epoch = self._resume()
@@ -239,20 +255,11 @@ class Engine:
                            unit="step")
             for step, batch in enumerate(bar):
                 batch = move(batch, self.device)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-                    loss, _ = self.loss_fn(self.model, batch)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"{self.name}: loss became {loss.item()} at epoch {epoch + 1}, step "
-                        f"{step + 1}; stopping. Lower the learning rate (now {self.cfg.lr}) or "
-                        f"check the inputs. The last good checkpoint is {self.path('last')}")
                 self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                if self.sync_by_hand:
-                    for param in self.module.parameters():
-                        if param.grad is not None:
-                            dist.all_reduce(param.grad)
-                            param.grad /= self.world
+                loss = self._backward(batch, epoch, step)
+                if self.cfg.sam_rho:  # the gradient taken again where the loss rises fastest
+                    sharpness_aware_gradient(self.module, self.cfg.sam_rho,
+                                             lambda: self._backward(batch, epoch, step))
                 if self.cfg.grad_clip:
                     self.scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
