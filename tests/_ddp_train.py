@@ -1,4 +1,5 @@
-"""Helper for test_engine: trained under torchrun by 2 processes (gloo on CPU)."""
+"""Helper for test_engine: trained under torchrun by 2 processes (gloo on CPU).
+Arguments: RUN_DIR [SAM_RHO] (sharpness-aware steps when given)."""
 import sys
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from delocate.training.engine import Engine, distributed
 
 run_dir = Path(sys.argv[1])
 rank, world = distributed()
-cfg = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=4, lr=1e-2, warmup_epochs=0)
+cfg = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=4, lr=1e-2, warmup_epochs=0,
+                  sam_rho=float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
 torch.manual_seed(0)
 engine = Engine("toy", make_model(), run_dir, cfg, RandomClips(), toy_loss, {"builder": "toy"})
 engine.fit()

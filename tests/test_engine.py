@@ -134,10 +134,11 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     assert (tmp_path / "toy_last.safetensors").is_file()  # the last good epoch is kept
 
 
-def test_two_process_gloo_training(tmp_path):
+@pytest.mark.parametrize("sam_rho", [0.0, 0.05])  # plain steps; sharpness-aware steps
+def test_two_process_gloo_training(tmp_path, sam_rho):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(ROOT / "tests" / "_ddp_train.py"), str(tmp_path)],
+         str(ROOT / "tests" / "_ddp_train.py"), str(tmp_path), str(sam_rho)],
         capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}_of_2.pt", weights_only=True) for r in range(2)]
