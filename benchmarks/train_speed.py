@@ -34,7 +34,7 @@ from delocate.common.io import atomic_write_json
 from delocate.models.registry import build_model
 from delocate.preprocessing.face_pool import FacePool, assign_people, build_pool, find_sources
 from delocate.stage2_localize.localize import make_loss, stage2_spec
-from delocate.training.engine import start_workers
+from delocate.training.batches import start_workers
 from delocate.training.online_data import OnlineFrames
 from delocate.training.pairs import PairMaker
 

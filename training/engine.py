@@ -18,9 +18,8 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -30,6 +29,7 @@ from delocate.common.config import Config, TrainConfig, save_config
 from delocate.common.io import atomic_write_bytes, load_checkpoint, save_checkpoint
 from delocate.common.log import JsonLineLog, info, progress
 from delocate.models.registry import ModelSpec
+from delocate.training.batches import move, start_workers
 from delocate.training.sharpness import sharpness_aware_gradient
 
 
@@ -72,26 +72,6 @@ def default_device() -> torch.device:
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu")
-
-
-def start_workers(loader: DataLoader) -> Iterator:
-    """iter(loader), its worker processes forked while OpenCV runs one thread: N workers then make
-    items on N cores, instead of each spreading its resizes and blurs over every core and all of
-    them starving one another. (It has to be set before the fork: cv2.setNumThreads inside a
-    forked worker hangs, OpenCV's thread pool not surviving the fork.)"""
-    if not loader.num_workers:
-        return iter(loader)
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        return iter(loader)
-    finally:
-        cv2.setNumThreads(before)
-
-
-def move(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-            for k, v in batch.items()}
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from delocate.common.config import Config
 from delocate.meta.splits import split_by_method
 from delocate.preprocessing.face_pool import FacePool
-from delocate.training.engine import start_workers
+from delocate.training.batches import start_workers
 from delocate.training.inputs import frame_tensors, normalize, resize_frames
 from delocate.training.pairs import PairMaker
 
