@@ -12,6 +12,8 @@ from delocate.common.sections import ConfigError
 from delocate.training.engine import Engine
 from delocate.training.sharpness import sharpness_aware_gradient
 
+from test_engine import CFG, RandomClips, make_model, toy_loss
+
 CURVATURE = torch.tensor([1.0, 3.0, 0.5])
 
 
@@ -73,32 +75,15 @@ def test_batchnorm_running_statistics_count_the_batch_once(momentum):
     assert not torch.equal(after_one[0], torch.zeros(3))  # the first pass did count it
 
 
-class Line(torch.utils.data.Dataset):
-    def __init__(self):
-        g = torch.Generator().manual_seed(0)
-        self.x = torch.randn(64, 5, generator=g)
-        self.y = self.x @ torch.linspace(-1, 1, 5)
-
-    def set_epoch(self, epoch):
-        pass
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return {"x": self.x[i], "y": self.y[i]}
-
-
 def test_the_engine_takes_two_passes_a_step_and_still_learns(tmp_path):
     calls = {"n": 0}
 
-    def loss_fn(model, batch):
+    def counted(model, batch):
         calls["n"] += 1
-        return torch.nn.functional.mse_loss(model(batch["x"]).squeeze(-1), batch["y"]), {}
-    cfg = TrainConfig(epochs=3, steps_per_epoch=8, batch_size=8, lr=0.1, warmup_epochs=0,
-                      grad_clip=0, sam_rho=0.05)
+        return toy_loss(model, batch)
+    cfg = replace(CFG, sam_rho=0.05)
     torch.manual_seed(0)
-    Engine("toy", torch.nn.Linear(5, 1), tmp_path, cfg, Line(), loss_fn, {"builder": "toy"}).fit()
+    Engine("toy", make_model(), tmp_path, cfg, RandomClips(), counted, {"builder": "toy"}).fit()
     assert calls["n"] == 2 * cfg.epochs * cfg.steps_per_epoch
     losses = [json.loads(line)["train_loss"]
               for line in (tmp_path / "log.jsonl").read_text().splitlines()]
