@@ -72,6 +72,7 @@ def test_batchnorm_running_statistics_count_the_batch_once(momentum):
     assert torch.equal(norm.running_mean, after_one[0])
     assert torch.equal(norm.running_var, after_one[1])
     assert norm.momentum == momentum
+    assert int(norm.num_batches_tracked) == 1  # a cumulative average (momentum None) reads it
     assert not torch.equal(after_one[0], torch.zeros(3))  # the first pass did count it
 
 

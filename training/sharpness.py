@@ -3,7 +3,8 @@ Yamasaki, CVPR 2022) trains its self-blend detector with: each step's gradient i
 the nearby weights where the loss rises fastest, w + rho * g / |g|, and applied at w, which favours
 flat minima over ones that fit the training faces alone. Neither torch nor timm ships it, so it is
 written here, around whatever optimizer the stage uses (AdamW here; SBI wraps SGD). A step costs
-two forward-backward passes on the same batch.
+two forward-backward passes on the same batch. The second pass draws its own dropout masks (the
+localizer has no dropout or drop-path; stage 1's classifier may have dropout).
 """
 from __future__ import annotations
 
@@ -17,16 +18,19 @@ from torch.nn.modules.batchnorm import _BatchNorm
 @contextmanager
 def norm_statistics_frozen(model: torch.nn.Module) -> Iterator[None]:
     """BatchNorm still normalizes with the batch's statistics, but its running statistics stay
-    as they are: the second pass of a step sees the same batch, which must not count twice."""
+    as they are: the second pass of a step sees the same batch, which must not count twice. Its
+    batch count too: with momentum None (a cumulative average) it weighs every later batch."""
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     momenta = [m.momentum for m in norms]
+    counts = [m.num_batches_tracked.clone() for m in norms]
     for norm in norms:
         norm.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
     try:
         yield
     finally:
-        for norm, momentum in zip(norms, momenta):
+        for norm, momentum, count in zip(norms, momenta, counts):
             norm.momentum = momentum
+            norm.num_batches_tracked.copy_(count)
 
 
 def sharpness_aware_gradient(model: torch.nn.Module, rho: float,
