@@ -43,8 +43,7 @@ def sharpness_aware_gradient(model: torch.nn.Module, rho: float,
     if not params:
         return backward()
     with torch.no_grad():
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad)
-                                                     for p in params]))
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
         shifts = [p.grad * (rho / (norm + 1e-12)) for p in params]
         torch._foreach_add_(params, shifts)
     for param in params:
